@@ -1,0 +1,92 @@
+"""The one results format: JSON lines under ``experiments/results/<sweep>/``.
+
+One row per run::
+
+    {"sweep": ..., "run_id": ..., "status": "ok" | "failed", "config": {...},
+     "metrics": {...}, "error": null | "...", "provenance": {...}}
+
+``provenance`` records the git SHA, device, versions, host and time (:func:`provenance`).
+Rows are appended with one ``write`` of a complete line followed by ``fsync``, so a crash can
+leave at most a torn *last* line, which :func:`read_rows` skips. Figures read these files and
+nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from theory.errors import InputError
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def git_sha() -> str | None:
+    """The checkout's commit (with ``-dirty`` if it has uncommitted changes), or None."""
+    here = Path(__file__).resolve().parent
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha + ("-dirty" if dirty else "")
+
+
+def provenance(device: str | None = None) -> dict[str, Any]:
+    """Where and with what a result was produced."""
+    versions = {"python": platform.python_version()}
+    for name in ("numpy", "torch", "networkx", "sympy"):
+        module = sys.modules.get(name)
+        if module is not None:
+            versions[name] = getattr(module, "__version__", "?")
+    return {
+        "git_sha": git_sha(),
+        "device": device or platform.processor() or platform.machine(),
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def append_row(path: str | Path, row: dict[str, Any]) -> None:
+    """Append one JSON row atomically enough for crash safety (single write + fsync)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    line = json.dumps(row, sort_keys=True) + "\n"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """All complete rows of a results file; a torn final line (from a crash) is skipped."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    rows = []
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            if number == len(lines):  # torn last line from a crash mid-write
+                continue
+            raise InputError(f"{path}:{number}: corrupt results row ({err.msg})") from err
+    return rows

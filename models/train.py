@@ -1,0 +1,373 @@
+"""The trainer: AdamW with warm-up + cosine, held-out evaluation, JSON-lines metrics,
+resumable safetensors checkpoints and a NaN/inf guard. It knows nothing of graphs: a task is
+a function ``sample(rng, batch) -> (tokens, labels)`` and a held-out ``(tokens, labels)``.
+
+Files written to ``out_dir`` (all optional):
+
+``metrics.jsonl``           one JSON object per logged step (``"kind": "train"`` or ``"eval"``)
+``checkpoint.safetensors``  model weights (``model.<name>``), AdamW state (``optim.<name>.*``)
+                            and the trainer state (step, data RNG, best accuracy) as JSON in
+                            the safetensors metadata; written to a temporary file and renamed,
+                            so the file on disk is always the last *good* checkpoint
+``config.json``             the model and train configs
+
+Never pickle: checkpoints hold tensors and JSON only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+from tqdm import tqdm
+
+from models.transformer import ModelConfig, Transformer
+from theory.errors import InputError
+
+Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
+IGNORE = -100  # label value ignored by the loss and the accuracy (next-token padding)
+CHECKPOINT, CONFIG, METRICS = "checkpoint.safetensors", "config.json", "metrics.jsonl"
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss or the gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings. Frozen, validated, JSON round-trip; carries its seed."""
+
+    steps: int = 3000
+    batch_size: int = 256
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1  # the cosine ends at lr · min_lr_ratio
+    weight_decay: float = 0.01  # on matrices of attention/MLP/head, not embeddings or vectors
+    grad_clip: float | None = 1.0
+    balance_weight: float = 0.01  # × Σ_layers MoEAux.balance_loss
+    z_weight: float = 1e-3  # × Σ_layers MoEAux.z_loss
+    eval_interval: int = 250
+    log_interval: int = 50
+    eval_batch_size: int = 1024
+    target_accuracy: float | None = None  # stop early once held-out accuracy reaches it
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> None:
+            raise InputError(f"TrainConfig: {msg}")
+
+        for name in ("steps", "batch_size", "eval_interval", "log_interval", "eval_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                bad(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0 or not math.isfinite(self.lr):
+            bad(f"lr must be a positive number, got {self.lr!r}")
+        if self.warmup_steps < 0:
+            bad(f"warmup_steps must be >= 0, got {self.warmup_steps!r}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            bad(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio!r}")
+        if self.weight_decay < 0 or self.balance_weight < 0 or self.z_weight < 0:
+            bad("weight_decay, balance_weight and z_weight must be >= 0")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            bad(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.target_accuracy is not None and not 0 < self.target_accuracy <= 1:
+            bad(f"target_accuracy must be in (0, 1], got {self.target_accuracy!r}")
+        if self.seed < 0:
+            bad(f"seed must be >= 0, got {self.seed!r}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            bad(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.device == "cuda" and not torch.cuda.is_available():
+            bad("device='cuda' but no CUDA device is available")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        unknown = set(d) - {f.name for f in fields(cls)}
+        if unknown:
+            raise InputError(f"TrainConfig: unknown fields {sorted(unknown)}")
+        return cls(**d)
+
+    def resolved_device(self) -> torch.device:
+        if self.device == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(self.device)
+
+    def lr_at(self, step: int) -> float:
+        """Linear warm-up over ``warmup_steps``, then cosine from lr to lr · min_lr_ratio."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        floor = self.lr * self.min_lr_ratio
+        return floor + (self.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+# -- checkpoints ---------------------------------------------------------------------------
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: Transformer,
+    optimizer: torch.optim.Optimizer | None = None,
+    state: dict[str, Any] | None = None,
+) -> None:
+    """Model weights (+ AdamW state, + JSON trainer state) in one safetensors file, written
+    to a temporary name and renamed, so a crash never leaves a torn checkpoint."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if optimizer is not None:
+        names = {id(p): n for n, p in model.named_parameters()}
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                for key, value in optimizer.state.get(p, {}).items():
+                    t = value if torch.is_tensor(value) else torch.tensor(value)
+                    tensors[f"optim.{names[id(p)]}.{key}"] = t.detach().contiguous().cpu()
+    meta = {"model_config": model.cfg.to_json(), "state": json.dumps(state or {})}
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(
+    path: str | Path,
+    optimizer_model: tuple[torch.optim.Optimizer, Transformer] | None = None,
+) -> tuple[Transformer, dict[str, Any]]:
+    """A model rebuilt from a checkpoint (config from its metadata) and the trainer state.
+
+    With ``optimizer_model``, the AdamW state is loaded into that optimizer (whose params
+    are those of that model) and the weights into that model, which is returned.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"no checkpoint at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        cfg = ModelConfig.from_dict(json.loads(meta["model_config"]))
+        state = json.loads(meta.get("state", "{}"))
+    except (OSError, KeyError, json.JSONDecodeError) as err:
+        raise InputError(f"{path}: not a checkpoint of this toolkit ({err})") from err
+    weights = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    if optimizer_model is None:
+        model = Transformer(cfg)
+    else:
+        optimizer, model = optimizer_model
+        if model.cfg != cfg:
+            raise InputError(f"{path}: checkpoint config differs from the model being resumed")
+    model.load_state_dict(weights)
+    if optimizer_model is not None:
+        params = dict(model.named_parameters())
+        for key, value in tensors.items():
+            if key.startswith("optim."):
+                name, field = key[len("optim.") :].rsplit(".", 1)
+                p = params[name]
+                # AdamW keeps its step count on the CPU unless capturable/fused
+                optimizer.state[p][field] = value if field == "step" else value.to(p.device)
+    return model, state
+
+
+# -- training ------------------------------------------------------------------------------
+
+
+def _optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        is_matrix = p.ndim >= 2 and not name.startswith(("embed.", "pos."))
+        (decay if is_matrix else no_decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
+
+
+def _loss_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Cross-entropy (mean over counted labels), number correct, number counted."""
+    logits = logits.float().reshape(-1, logits.shape[-1])
+    labels = labels.reshape(-1)
+    counted = labels != IGNORE
+    loss = F.cross_entropy(logits, labels, ignore_index=IGNORE)
+    correct = ((logits.argmax(-1) == labels) & counted).sum()
+    return loss, correct, counted.sum()
+
+
+@torch.no_grad()
+def evaluate(
+    model: Transformer,
+    tokens: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int = 1024,
+    device: torch.device | None = None,
+) -> dict[str, float]:
+    """Held-out accuracy and loss (fp32 on CPU, bf16 autocast on CUDA)."""
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total_loss, correct, counted = 0.0, 0, 0
+    for i in range(0, len(tokens), batch_size):
+        x = torch.as_tensor(tokens[i : i + batch_size], device=device)
+        y = torch.as_tensor(labels[i : i + batch_size], device=device)
+        with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda"):
+            logits = model(x)
+        loss, c, n = _loss_and_correct(logits, y)
+        total_loss += float(loss) * int(n)
+        correct, counted = correct + int(c), counted + int(n)
+    model.train(was_training)
+    return {"accuracy": correct / max(1, counted), "loss": total_loss / max(1, counted)}
+
+
+def train(
+    model: Transformer,
+    cfg: TrainConfig,
+    sample: Sampler,
+    held_out: tuple[np.ndarray, np.ndarray],
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """Train ``model`` in place and return a summary dict.
+
+    ``sample(rng, batch)`` draws a fresh batch (tokens int64 (B, N), labels (B,) or (B, N))
+    from the numpy generator the trainer seeds with ``cfg.seed`` and checkpoints. If
+    ``out_dir`` holds a checkpoint and ``resume`` is set, training continues from it exactly
+    (same weights, optimiser state, schedule position and data stream).
+    Raises :class:`TrainingDiverged` on a NaN/inf loss or gradient, without overwriting the
+    last good checkpoint.
+    """
+    device = cfg.resolved_device()
+    model.to(device).train()
+    optimizer = _optimizer(model, cfg)
+    rng = np.random.default_rng(cfg.seed)
+    out = Path(out_dir) if out_dir is not None else None
+    start_step, best = 0, 0.0
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / CONFIG).write_text(
+            json.dumps({"model": model.cfg.to_dict(), "train": cfg.to_dict()}, indent=2) + "\n"
+        )
+        if resume and (out / CHECKPOINT).exists():
+            _, state = load_checkpoint(out / CHECKPOINT, (optimizer, model))
+            start_step, best = int(state["step"]), float(state["best_accuracy"])
+            rng.bit_generator.state = state["rng"]
+
+    def log(row: dict[str, Any]) -> None:
+        if out is not None:
+            with open(out / METRICS, "a") as f:
+                f.write(json.dumps(row) + "\n")
+
+    def checkpoint(step: int) -> None:
+        if out is not None:
+            state = {"step": step, "best_accuracy": best, "rng": rng.bit_generator.state}
+            save_checkpoint(out / CHECKPOINT, model, optimizer, state)
+
+    use_amp = device.type == "cuda"
+    started = time.perf_counter()
+    tokens_seen, last_eval, stopped_early, step = 0, None, False, start_step
+    bar = tqdm(
+        range(start_step, cfg.steps),
+        initial=start_step,
+        total=cfg.steps,
+        disable=not progress,
+        desc="train",
+        dynamic_ncols=True,
+    )
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr_at(step)
+        x_np, y_np = sample(rng, cfg.batch_size)
+        x = torch.as_tensor(x_np, device=device)
+        y = torch.as_tensor(y_np, device=device)
+        with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+            logits, auxes = model.forward_aux(x)
+        task_loss, correct, counted = _loss_and_correct(logits, y)
+        tl = float(task_loss.detach())
+        balance = sum((a.balance_loss for a in auxes), torch.zeros((), device=device))
+        z = sum((a.z_loss for a in auxes), torch.zeros((), device=device))
+        loss = task_loss + cfg.balance_weight * balance + cfg.z_weight * z
+        if not torch.isfinite(loss):
+            bar.close()
+            raise TrainingDiverged(
+                f"non-finite loss ({float(loss.detach())}) at step {step}; stopped. "
+                + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        if not torch.isfinite(grad_norm):
+            bar.close()
+            raise TrainingDiverged(
+                f"non-finite gradient norm at step {step}; stopped before the update. "
+                + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
+            )
+        optimizer.step()
+        tokens_seen += x.numel()
+        done = step + 1
+        if done % cfg.log_interval == 0 or done == cfg.steps:
+            row = {
+                "kind": "train",
+                "step": done,
+                "loss": float(loss.detach()),
+                "task_loss": tl,
+                "balance_loss": float(balance.detach()),
+                "z_loss": float(z.detach()),
+                "train_accuracy": int(correct) / max(1, int(counted)),
+                "lr": cfg.lr_at(step),
+                "grad_norm": float(grad_norm),
+                "dropped": sum(int(a.dropped) for a in auxes),
+            }
+            if auxes:
+                row["expert_counts"] = [a.counts.tolist() for a in auxes]
+            log(row)
+            bar.set_postfix(loss=f"{tl:.4f}")
+        if done % cfg.eval_interval == 0 or done == cfg.steps:
+            last_eval = evaluate(model, *held_out, cfg.eval_batch_size, device)
+            best = max(best, last_eval["accuracy"])
+            log(
+                {
+                    "kind": "eval",
+                    "step": done,
+                    **last_eval,
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            )
+            bar.set_postfix(loss=f"{tl:.4f}", acc=f"{last_eval['accuracy']:.4f}")
+            checkpoint(done)
+            if cfg.target_accuracy is not None and last_eval["accuracy"] >= cfg.target_accuracy:
+                stopped_early = done < cfg.steps
+                break
+    bar.close()
+    if last_eval is None:  # resumed at the end: nothing left to do
+        last_eval = evaluate(model, *held_out, cfg.eval_batch_size, device)
+        best = max(best, last_eval["accuracy"])
+    seconds = time.perf_counter() - started
+    return {
+        "steps": step + 1 if cfg.steps > start_step else start_step,
+        "resumed_from": start_step,
+        "held_out_accuracy": last_eval["accuracy"],
+        "held_out_loss": last_eval["loss"],
+        "best_accuracy": best,
+        "stopped_early": stopped_early,
+        "seconds": round(seconds, 2),
+        "tokens_per_s": round(tokens_seen / seconds) if seconds > 0 else None,
+        "device": str(device),
+        "total_params": model.total_params(),
+        "active_params": model.active_params(),
+    }

@@ -1,0 +1,625 @@
+"""One transformer, dense or Mixture-of-Experts, for trained and hand-built models alike.
+
+Reading order: :class:`ModelConfig`, :class:`Embedding`, :class:`Attention`, the two MLPs
+(:class:`DenseMLP`, :class:`MoEMLP`, one signature), :class:`Block`, :class:`Transformer`.
+
+The forward pass, for tokens x_1 … x_N (left-padded with PAD, the query last)::
+
+    h_0 = E[x] (+ P)                                         embedding (+ positions)
+    h   = h + Attn(norm1(h))                                 for each of the L blocks
+    h   = h + MLP(norm2(h))                                  MLP: dense, or MoE with K experts
+    logits = W_head · norm_f(h_N) (+ b)                      "classify": last position only
+    logits = W_head · norm_f(h_i)  for every i               "next_token"
+
+With ``norm="none"``, ``activation="relu"``, ``pos_emb="none"`` and one layer this is exactly
+the one-layer model of the theory (attention, ReLU MLP and a linear read-out on a residual
+stream), so constructions load their weights into this class and run the same forward pass.
+
+Parameter names (what a construction writes; ``W`` of a linear map is (out, in), y = x Wᵀ + b):
+
+========================================  ===================================================
+``embed.token.weight``                    (P, m) rows for the ids outside every pair block,
+                                          in increasing id order (all ids if no blocks)
+``embed.rows.{i}.weight``                 (rows_i, m) pair block i, first slot (edge source u,
+                                          query s); only with ``pair_blocks``
+``embed.cols.{i}.weight``                 (cols_i, m) pair block i, second slot (v, t)
+``pos.weight``                            (max_len, m), only with ``pos_emb="learned"``
+``blocks.{l}.norm1.weight`` / ``.bias``   (m,), absent with ``norm="none"``
+``blocks.{l}.attn.{q,k,v,o}_proj.weight`` (m, m); heads are consecutive slices of m/H rows
+``blocks.{l}.attn.{q,k,v,o}_proj.bias``   (m,), only with ``bias=True``
+``blocks.{l}.mlp.fc1.weight`` / ``fc2``   dense (K = 1): (d_ff, m) and (m, d_ff), + biases
+``blocks.{l}.mlp.router.weight``          MoE: (K, m), no bias
+``blocks.{l}.mlp.w1`` / ``b1``            MoE: (K, d_ff, m) / (K, d_ff); expert e's fc1
+``blocks.{l}.mlp.w2`` / ``b2``            MoE: (K, m, d_ff) / (K, m); expert e's fc2
+``norm_f.weight`` / ``.bias``             (m,), absent with ``norm="none"``
+``head.weight`` / ``head.bias``           (C, m) / (C,); absent if ``tie_embeddings``
+========================================  ===================================================
+
+Attention scores are q·k / sqrt(m/H) (constructions absorb the scale). PAD keys are masked
+out; every position may attend to itself, so an all-PAD row is well defined.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any, NamedTuple, cast
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from theory.errors import InputError
+
+NORMS = ("none", "layer", "rms")
+ACTIVATIONS = ("relu", "gelu")
+POS_EMBS = ("none", "learned", "sinusoidal")
+HEADS = ("classify", "next_token")
+DISPATCHES = ("grouped", "loop")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that fixes a model's shape. Frozen, validated, JSON round-trip.
+
+    ``experts == 1`` is the dense model; ``experts = K > 1`` replaces every MLP by K experts
+    of hidden size ``mlp_hidden`` of which each token uses ``top_k``. ``pair_blocks`` turns on
+    the factorized embedding (see :class:`Embedding`).
+    """
+
+    vocab_size: int
+    max_len: int
+    width: int  # m, the residual stream
+    heads: int = 1  # H
+    layers: int = 1  # L
+    mlp_hidden: int | None = None  # d_ff, of the dense MLP or of each expert; None -> 4m
+    experts: int = 1  # K; 1 = dense
+    top_k: int = 1
+    norm: str = "layer"
+    activation: str = "gelu"
+    bias: bool = True
+    pos_emb: str = "none"
+    causal: bool = False
+    tie_embeddings: bool = False
+    head: str = "classify"
+    num_classes: int | None = 2  # classify only
+    pair_blocks: tuple[tuple[int, int, int], ...] = ()
+    pad_token: int | None = 0
+    renormalize: bool = False  # renormalise the chosen top-k router weights to sum to 1
+    capacity_factor: float | None = None  # None = dropless
+    dispatch: str = "grouped"
+
+    def __post_init__(self) -> None:
+        if self.mlp_hidden is None:
+            object.__setattr__(self, "mlp_hidden", 4 * self.width)
+        blocks = tuple(tuple(int(v) for v in b) for b in self.pair_blocks)
+        object.__setattr__(self, "pair_blocks", blocks)
+        self._validate()
+
+    def _validate(self) -> None:
+        def bad(msg: str) -> None:
+            raise InputError(f"ModelConfig: {msg}")
+
+        for name in ("vocab_size", "max_len", "width", "heads", "layers", "experts", "top_k"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                bad(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.mlp_hidden, int) or self.mlp_hidden < 1:
+            bad(f"mlp_hidden must be a positive integer, got {self.mlp_hidden!r}")
+        if self.width % self.heads:
+            bad(f"width {self.width} is not divisible by heads {self.heads}")
+        if self.top_k > self.experts:
+            bad(f"top_k={self.top_k} exceeds experts={self.experts}")
+        for name, allowed in (
+            ("norm", NORMS),
+            ("activation", ACTIVATIONS),
+            ("pos_emb", POS_EMBS),
+            ("head", HEADS),
+            ("dispatch", DISPATCHES),
+        ):
+            if getattr(self, name) not in allowed:
+                bad(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.head == "classify":
+            if not isinstance(self.num_classes, int) or self.num_classes < 1:
+                bad(f"head='classify' needs num_classes >= 1, got {self.num_classes!r}")
+            if self.tie_embeddings:
+                bad("tie_embeddings needs head='next_token' (a classifier has no vocab read-out)")
+        elif self.num_classes is not None:
+            bad(
+                f"head='next_token' predicts the vocabulary; num_classes must be None, "
+                f"got {self.num_classes!r}"
+            )
+        if self.renormalize and self.top_k == 1:
+            bad(
+                "renormalize=True with top_k=1 makes every routing weight 1, so the router "
+                "gets no gradient from the task loss"
+            )
+        if self.capacity_factor is not None:
+            if self.experts == 1:
+                bad("capacity_factor needs experts > 1")
+            if not self.capacity_factor > 0:
+                bad(f"capacity_factor must be > 0, got {self.capacity_factor!r}")
+        if self.pad_token is not None and not 0 <= self.pad_token < self.vocab_size:
+            bad(f"pad_token {self.pad_token} outside the vocabulary [0, {self.vocab_size})")
+        taken: list[tuple[int, int]] = []
+        for block in self.pair_blocks:
+            if len(block) != 3:
+                bad(f"a pair block is (first_id, rows, cols), got {block!r}")
+            first, rows, cols = block
+            end = first + rows * cols
+            if first < 0 or rows < 1 or cols < 1 or end > self.vocab_size:
+                bad(f"pair block {block} does not fit in the vocabulary [0, {self.vocab_size})")
+            if any(first < e and s < end for s, e in taken):
+                bad(f"pair block {block} overlaps another block")
+            if self.pad_token is not None and first <= self.pad_token < end:
+                bad(f"pad_token {self.pad_token} lies inside pair block {block}")
+            taken.append((first, end))
+
+    # -- JSON ------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pair_blocks"] = [list(b) for b in self.pair_blocks]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise InputError(f"ModelConfig: unknown fields {sorted(unknown)}")
+        d = dict(d)
+        d["pair_blocks"] = tuple(tuple(b) for b in d.get("pair_blocks", ()))
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    # -- closed-form parameter counts ------------------------------------------------------
+    def expert_params(self) -> int:
+        """One expert (or the dense MLP): 2·m·d_ff weights, plus d_ff + m biases."""
+        m, d = self.width, self.mlp_hidden
+        assert d is not None
+        return 2 * m * d + (d + m if self.bias else 0)
+
+    def num_params(self) -> dict[str, int]:
+        """Closed forms of the total and active (per-token) parameter counts.
+
+        With m = width, d = mlp_hidden, K experts, k = top_k, L layers, b = 1 if biases,
+        n_norm = 0 / 1 (rms) / 2 (layer, 1 without bias) vectors of size m per norm::
+
+            embedding   E = m · (P + Σ_i (rows_i + cols_i))   (P = vocab − Σ rows_i·cols_i)
+                            + m · max_len if learned positions
+            attention   A = 4 m² + 4 b m
+            mlp         K · (2 m d + b (d + m)) + [K > 1] · K m      (the router)
+            per block   A + mlp + 2 n_norm m;   final norm n_norm m
+            head        C m + b C  (C = num_classes or vocab), 0 if tied
+            total       E + L · (block) + final norm + head
+            active      total − L (K − k) (2 m d + b (d + m))
+
+        "Active" counts what one token's forward pass multiplies by: every non-expert
+        parameter (embedding tables included) and the router, plus k of the K experts.
+        """
+        m, K, k, L = self.width, self.experts, self.top_k, self.layers
+        b = 1 if self.bias else 0
+        n_norm = {"none": 0, "rms": 1, "layer": 2 if self.bias else 1}[self.norm]
+        in_blocks = sum(r * c for _, r, c in self.pair_blocks)
+        emb = m * (self.vocab_size - in_blocks + sum(r + c for _, r, c in self.pair_blocks))
+        if self.pos_emb == "learned":
+            emb += m * self.max_len
+        attn = 4 * m * m + 4 * b * m
+        mlp = K * self.expert_params() + (K * m if K > 1 else 0)
+        block = attn + mlp + 2 * n_norm * m
+        classes = self.num_classes if self.head == "classify" else self.vocab_size
+        assert classes is not None
+        head = 0 if self.tie_embeddings else classes * m + b * classes
+        total = emb + L * block + n_norm * m + head
+        return {"total": total, "active": total - L * (K - k) * self.expert_params()}
+
+
+# -- building blocks -----------------------------------------------------------------------
+
+
+def _make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "layer":
+        return nn.LayerNorm(cfg.width, bias=cfg.bias)
+    if cfg.norm == "rms":
+        return nn.RMSNorm(cfg.width)
+    return nn.Identity()
+
+
+def _activation(name: str, x: Tensor) -> Tensor:
+    return F.relu(x) if name == "relu" else F.gelu(x)
+
+
+def sinusoidal_table(length: int, width: int) -> Tensor:
+    """The Vaswani et al. table: sin at even, cos at odd coordinates, (length, width)."""
+    pos = torch.arange(length, dtype=torch.float64)[:, None]
+    freq = torch.exp(-math.log(10_000.0) * torch.arange(0, width, 2, dtype=torch.float64) / width)
+    table = torch.zeros(length, width, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(pos * freq)
+    table[:, 1::2] = torch.cos(pos * freq)[:, : width // 2]
+    return table.float()
+
+
+class Embedding(nn.Module):
+    """Token embeddings, standard or **factorized**.
+
+    Standard (``pair_blocks=()``): one learned row per token id. Used by constructions that
+    give each token its own vector, and by tasks whose tokens are not pairs.
+
+    Factorized: a token in pair block i standing for (r, c), i.e. id = first_i + r·cols_i + c,
+    is embedded as ``rows_i[r] + cols_i[c]``; every other id has its own row in ``token``.
+    For graphs the blocks are edges u→v (E_src[u] + E_dst[v]) and queries (Q_s[s] + Q_t[t]),
+    from ``theory.encoding.pair_blocks``. This is what training uses: with one free row per
+    edge token, small models plateau far below 100% on length-2 path (research/probes.md),
+    because the n² edge rows share nothing; factorized, "edges out of s" is one direction.
+    """
+
+    plain_ids: Tensor
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.vocab_size, self.width = cfg.vocab_size, cfg.width
+        in_block = torch.zeros(cfg.vocab_size, dtype=torch.bool)
+        for first, rows, cols in cfg.pair_blocks:
+            in_block[first : first + rows * cols] = True
+        self.register_buffer("plain_ids", torch.nonzero(~in_block).squeeze(1), persistent=False)
+        self.token = nn.Embedding(len(self.plain_ids), cfg.width)
+        self.blocks = cfg.pair_blocks
+        self.rows = nn.ModuleList(nn.Embedding(r, cfg.width) for _, r, _ in cfg.pair_blocks)
+        self.cols = nn.ModuleList(nn.Embedding(c, cfg.width) for _, _, c in cfg.pair_blocks)
+
+    def table(self) -> Tensor:
+        """The effective (vocab, m) embedding of every token id."""
+        if not self.blocks:
+            return self.token.weight
+        w = self.token.weight
+        table = w.new_zeros(self.vocab_size, self.width)
+        table = table.index_copy(0, self.plain_ids, w)
+        for (first, r, c), rows, cols in zip(self.blocks, self.rows, self.cols, strict=True):
+            a, b = cast(Tensor, rows.weight), cast(Tensor, cols.weight)
+            pairs = (a[:, None, :] + b[None, :, :]).reshape(r * c, -1)
+            table = torch.cat([table[:first], pairs, table[first + r * c :]])
+        return table
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return F.embedding(tokens, self.table())
+
+
+class Attention(nn.Module):
+    """Multi-head softmax attention; the only attention implementation in the tree."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.heads, self.causal = cfg.heads, cfg.causal
+        m = cfg.width
+        self.q_proj = nn.Linear(m, m, bias=cfg.bias)
+        self.k_proj = nn.Linear(m, m, bias=cfg.bias)
+        self.v_proj = nn.Linear(m, m, bias=cfg.bias)
+        self.o_proj = nn.Linear(m, m, bias=cfg.bias)
+
+    def forward(self, x: Tensor, allowed: Tensor | None) -> Tensor:
+        """x (B, N, m); ``allowed`` (B, 1, N, N) bool, True where query i may see key j."""
+        B, N, m = x.shape
+        H = self.heads
+        # (B, N, m) -> (B, H, N, m/H)
+        q, k, v = (
+            p(x).view(B, N, H, m // H).transpose(1, 2)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        return self.o_proj(y.transpose(1, 2).reshape(B, N, m))
+
+
+class MoEAux(NamedTuple):
+    """Auxiliary terms of one MoE layer, unweighted (the trainer picks the weights).
+
+    ``balance_loss``: K · Σ_e f_e · P_e with f_e the fraction of the N·k routing slots that
+    chose expert e (before capacity drops) and P_e the mean router probability of e. It is
+    exactly 1.0 whenever either f or P is uniform, for every k (Σ f_e = Σ P_e = 1), and K when
+    every token goes to one expert with probability 1. Gradient flows through P only.
+    ``z_loss``: mean over tokens of logsumexp(router logits)² (ST-MoE).
+    ``counts``: (K,) int64, tokens each expert processed (after capacity drops).
+    ``dropped``: int64 scalar, routing slots dropped for capacity (0 when dropless).
+    """
+
+    balance_loss: Tensor
+    z_loss: Tensor
+    counts: Tensor
+    dropped: Tensor
+
+
+class DenseMLP(nn.Module):
+    """fc2(act(fc1(x))): the K = 1 model. Same signature as :class:`MoEMLP`."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        assert cfg.mlp_hidden is not None
+        self.activation = cfg.activation
+        self.fc1 = nn.Linear(cfg.width, cfg.mlp_hidden, bias=cfg.bias)
+        self.fc2 = nn.Linear(cfg.mlp_hidden, cfg.width, bias=cfg.bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, MoEAux | None]:
+        """x (..., m) -> (..., m); ``mask`` is accepted for the common signature and unused."""
+        return self.fc2(_activation(self.activation, self.fc1(x))), None
+
+
+def _grouped_mm_ok(a: Tensor, w: Tensor) -> bool:
+    """Whether ``torch._grouped_mm`` can run a @ w here (else the segment loop does)."""
+    if not hasattr(torch, "_grouped_mm") or a.dtype != w.dtype:
+        return False
+    if a.device.type == "cuda":
+        return a.dtype == torch.bfloat16 and torch.cuda.get_device_capability(a.device) >= (9, 0)
+    if a.device.type != "cpu" or a.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+        return False
+    per16 = 16 // a.element_size()  # CPU kernel wants every stride a multiple of 16 bytes
+    return a.shape[1] % per16 == 0 and w.shape[2] % per16 == 0
+
+
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous (grouped_mm needs it)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        return x
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
+def _gmm(a: Tensor, w: Tensor, offs: Tensor) -> Tensor:
+    return _ContiguousGrad.apply(torch._grouped_mm(a, w, offs=offs))
+
+
+class Routing(NamedTuple):
+    experts: Tensor  # (N, k) chosen expert ids
+    weights: Tensor  # (N, k) their weights (softmax probs, renormalised if asked)
+    keep: Tensor  # (N·k,) bool, False for slots dropped by capacity
+
+
+class MoEMLP(nn.Module):
+    """K expert MLPs and a router; each token goes through top_k of them.
+
+    y(x) = Σ_{e ∈ top_k(p)} w_e · fc2_e(act(fc1_e(x))),   p = softmax(router(x))
+
+    The softmax is over all K experts *before* top-k, so with k = 1 the weight p_e < 1 still
+    carries gradient to the router (softmax over the chosen k alone would be exactly 1).
+    ``renormalize`` divides the chosen weights by their sum. Dropless by default: every
+    token is processed by exactly its k experts. With ``capacity_factor`` c each expert takes
+    at most ceil(c·N·k/K) slots, first come (token order) first served; the rest are dropped
+    (the token keeps its residual) and counted in ``MoEAux.dropped`` and ``last_dropped``.
+
+    Two dispatch paths with the same result: ``loop`` (reference: for each expert, gather
+    its tokens) and ``grouped`` (sort slots by expert, run all experts as grouped matrix
+    products with ``torch._grouped_mm`` where it runs, else a loop over the sorted segments).
+    Neither spends compute on an expert that received no token.
+    """
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        K, m, d = cfg.experts, cfg.width, cfg.mlp_hidden
+        assert d is not None
+        self.experts, self.top_k, self.activation = K, cfg.top_k, cfg.activation
+        self.renormalize, self.capacity_factor = cfg.renormalize, cfg.capacity_factor
+        self.dispatch = cfg.dispatch
+        self.router = nn.Linear(m, K, bias=False)
+        self.w1 = nn.Parameter(torch.empty(K, d, m))
+        self.w2 = nn.Parameter(torch.empty(K, m, d))
+        self.b1 = nn.Parameter(torch.zeros(K, d)) if cfg.bias else None
+        self.b2 = nn.Parameter(torch.zeros(K, m)) if cfg.bias else None
+        self.last_dropped = 0
+
+    def route(self, x: Tensor) -> tuple[Routing, MoEAux]:
+        """Router decisions for x (N, m), and the auxiliary terms."""
+        N, K, k = x.shape[0], self.experts, self.top_k
+        logits = self.router(x).float()
+        probs = logits.softmax(dim=-1)
+        weights, experts = probs.topk(k, dim=-1)
+        if self.renormalize:
+            weights = weights / weights.sum(dim=-1, keepdim=True)
+        flat = experts.reshape(-1)
+        counts = torch.bincount(flat, minlength=K)
+        keep = torch.ones_like(flat, dtype=torch.bool)
+        if self.capacity_factor is not None and N:
+            capacity = math.ceil(self.capacity_factor * N * k / K)
+            order = torch.argsort(flat, stable=True)
+            starts = torch.cumsum(counts, 0) - counts
+            rank = torch.empty_like(flat)
+            rank[order] = torch.arange(flat.numel(), device=x.device) - starts[flat[order]]
+            keep = rank < capacity
+        kept = torch.bincount(flat[keep], minlength=K)
+        if N:
+            f = counts.float() / (N * k)
+            balance = K * (f * probs.mean(dim=0)).sum()
+            z = torch.logsumexp(logits, dim=-1).square().mean()
+        else:
+            balance = z = logits.new_zeros(())
+        dropped = (~keep).sum()
+        return Routing(experts, weights, keep), MoEAux(balance, z, kept, dropped)
+
+    def expert(self, e: int, x: Tensor) -> Tensor:
+        """Expert e on rows x (n, m): fc2_e(act(fc1_e(x)))."""
+        h = F.linear(x, self.w1[e], None if self.b1 is None else self.b1[e])
+        return F.linear(
+            _activation(self.activation, h), self.w2[e], None if self.b2 is None else self.b2[e]
+        )
+
+    def _loop(self, x: Tensor, r: Routing) -> Tensor:
+        """Reference dispatch: for each expert, its tokens, in token order."""
+        flat, w = r.experts.reshape(-1), r.weights.reshape(-1)
+        out = torch.zeros_like(x)
+        for e in range(self.experts):
+            slots = torch.nonzero((flat == e) & r.keep).squeeze(1)
+            if slots.numel() == 0:
+                continue  # an empty expert runs nothing
+            tok = slots // self.top_k
+            y = self.expert(e, x[tok]) * w[slots, None].to(x.dtype)
+            out.index_add_(0, tok, y)
+        return out
+
+    def _grouped(self, x: Tensor, r: Routing) -> Tensor:
+        """Sort slots by expert; experts as grouped GEMMs over contiguous segments."""
+        flat, w = r.experts.reshape(-1), r.weights.reshape(-1)
+        order = torch.argsort(flat, stable=True)  # token order within each expert
+        if self.capacity_factor is not None:
+            order = order[r.keep[order]]
+        e_sorted = flat[order]
+        tok = order // self.top_k
+        dtype = x.dtype
+        if x.is_cuda and torch.is_autocast_enabled("cuda"):
+            dtype = torch.get_autocast_dtype("cuda")
+        xs = x[tok].to(dtype)  # (S, m), grouped by expert
+        w1, w2 = self.w1.to(dtype), self.w2.to(dtype)
+        if _grouped_mm_ok(xs, w1.transpose(-2, -1)) and _grouped_mm_ok(xs, w2):
+            offs = torch.cumsum(torch.bincount(e_sorted, minlength=self.experts), 0).int()
+            h = _gmm(xs, w1.transpose(-2, -1), offs)
+            if self.b1 is not None:
+                h = h + self.b1.to(dtype)[e_sorted]
+            h = _activation(self.activation, h)
+            y = _gmm(h, w2.transpose(-2, -1), offs)
+            if self.b2 is not None:
+                y = y + self.b2.to(dtype)[e_sorted]
+        else:
+            sizes = torch.bincount(e_sorted, minlength=self.experts).tolist()
+            parts = [self.expert(e, seg) for e, seg in enumerate(xs.split(sizes)) if sizes[e]]
+            y = torch.cat(parts) if parts else xs.new_zeros(0, x.shape[1])
+        y = y * w[order, None].to(y.dtype)
+        return torch.zeros_like(x).index_add_(0, tok, y.to(x.dtype))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, MoEAux]:
+        """x (..., m) -> (..., m). Tokens where ``mask`` is False (PAD) are not routed:
+        they get output 0 and do not enter the auxiliary terms."""
+        shape = x.shape
+        flat = x.reshape(-1, shape[-1])
+        rows = None if mask is None else torch.nonzero(mask.reshape(-1)).squeeze(1)
+        xs = flat if rows is None else flat[rows]
+        routing, aux = self.route(xs)
+        self.last_dropped = int(aux.dropped) if self.capacity_factor is not None else 0
+        ys = (self._loop if self.dispatch == "loop" else self._grouped)(xs, routing)
+        if rows is not None:
+            ys = torch.zeros_like(flat).index_copy(0, rows, ys)
+        return ys.reshape(shape), aux
+
+
+class Block(nn.Module):
+    """Pre-norm block: h + Attn(norm1(h)), then + MLP(norm2(h))."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = _make_norm(cfg), _make_norm(cfg)
+        self.attn = Attention(cfg)
+        self.mlp: DenseMLP | MoEMLP = MoEMLP(cfg) if cfg.experts > 1 else DenseMLP(cfg)
+
+    def forward(
+        self, h: Tensor, allowed: Tensor | None, mask: Tensor | None
+    ) -> tuple[Tensor, MoEAux | None]:
+        h = h + self.attn(self.norm1(h), allowed)
+        y, aux = self.mlp(self.norm2(h), mask)
+        return h + y, aux
+
+
+class Transformer(nn.Module):
+    """The model. ``forward(tokens)`` gives logits; ``forward_aux`` also the MoE terms.
+
+    Initialisation (from ``generator``, default seed 0; no global RNG): embeddings N(0, 1)
+    (a factorized pair's two halves N(0, 1/2) each, so their sum is N(0, 1)), every linear
+    map N(0, 1/fan_in) with the output maps of attention and MLP further scaled by
+    1/sqrt(2L), biases 0, norms 1.
+    """
+
+    pos_table: Tensor
+
+    def __init__(self, cfg: ModelConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = Embedding(cfg)
+        self.pos: nn.Embedding | None = None
+        if cfg.pos_emb == "learned":
+            self.pos = nn.Embedding(cfg.max_len, cfg.width)
+        if cfg.pos_emb == "sinusoidal":
+            self.register_buffer(
+                "pos_table", sinusoidal_table(cfg.max_len, cfg.width), persistent=False
+            )
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.layers))
+        self.norm_f = _make_norm(cfg)
+        out = cfg.num_classes if cfg.head == "classify" else cfg.vocab_size
+        assert out is not None
+        self.head = None if cfg.tie_embeddings else nn.Linear(cfg.width, out, bias=cfg.bias)
+        self.reset_parameters(generator or torch.Generator().manual_seed(0))
+
+    @torch.no_grad()
+    def reset_parameters(self, g: torch.Generator) -> None:
+        out_scale = (2 * self.cfg.layers) ** -0.5
+        for name, p in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if name.startswith("embed.") or name.startswith("pos."):
+                std = 0.5**0.5 if (".rows." in name or ".cols." in name) else 1.0
+                p.normal_(0.0, std, generator=g)
+            elif "norm" in name:
+                p.fill_(1.0 if leaf == "weight" else 0.0)
+            elif leaf in ("bias", "b1", "b2"):
+                p.zero_()
+            else:
+                std = p.shape[-1] ** -0.5
+                if name.endswith(("o_proj.weight", "fc2.weight", "mlp.w2")):
+                    std *= out_scale
+                p.normal_(0.0, std, generator=g)
+
+    # -- forward ---------------------------------------------------------------------------
+    def forward_aux(self, tokens: Tensor) -> tuple[Tensor, list[MoEAux]]:
+        """tokens (B, N) int64 -> (logits, one MoEAux per MoE layer).
+
+        logits: (B, C) at the last position for ``classify``; (B, N, V) for ``next_token``.
+        """
+        cfg = self.cfg
+        N = tokens.shape[1]
+        if N > cfg.max_len:
+            raise InputError(f"sequence length {N} exceeds max_len {cfg.max_len}")
+        h = self.embed(tokens)
+        if self.pos is not None:
+            h = h + self.pos.weight[:N]
+        elif cfg.pos_emb == "sinusoidal":
+            h = h + self.pos_table[:N].to(h.dtype)
+        allowed, mask = None, None
+        eye = torch.eye(N, dtype=torch.bool, device=tokens.device)
+        if cfg.pad_token is not None:
+            mask = tokens != cfg.pad_token  # (B, N) real tokens
+            if not bool(mask.all()):
+                allowed = mask[:, None, None, :] | eye  # a PAD query may see itself
+        if cfg.causal:
+            tril = torch.tril(torch.ones(N, N, dtype=torch.bool, device=tokens.device))
+            allowed = tril[None, None] if allowed is None else allowed & tril
+        auxes = []
+        for block in self.blocks:
+            h, aux = block(h, allowed, mask)
+            if aux is not None:
+                auxes.append(aux)
+        if cfg.head == "classify":
+            h = h[:, -1]
+        h = self.norm_f(h)
+        logits = h @ self.embed.table().T if self.head is None else self.head(h)
+        return logits, auxes
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        return self.forward_aux(tokens)[0]
+
+    # -- parameter counts ------------------------------------------------------------------
+    def total_params(self) -> int:
+        """Every parameter the module holds (equals ``cfg.num_params()["total"]``)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def active_params(self) -> int:
+        """Parameters one token uses: all but the K − k experts it is not routed to, per
+        layer (equals ``cfg.num_params()["active"]``)."""
+        unused = 0
+        for block in self.blocks:
+            if isinstance(block.mlp, MoEMLP):
+                per_expert = sum(
+                    p[0].numel()
+                    for p in (block.mlp.w1, block.mlp.w2, block.mlp.b1, block.mlp.b2)
+                    if p is not None
+                )
+                unused += (self.cfg.experts - self.cfg.top_k) * per_expert
+        return self.total_params() - unused

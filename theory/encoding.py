@@ -94,7 +94,9 @@ def encode(instances: Instances, length: int | None = None) -> np.ndarray:
     return np.concatenate([body.astype(np.int64), np.asarray(query)[:, None]], axis=1)
 
 
-def decode(tokens: np.ndarray, n: int, problem: str = "length2", directed: bool = False) -> Instances:
+def decode(
+    tokens: np.ndarray, n: int, problem: str = "length2", directed: bool = False
+) -> Instances:
     """Inverse of :func:`encode`: token ids (B, L) back to instances (answers re-solved).
 
     Raises InputError if a row is not a well-formed encoding (naming the row).

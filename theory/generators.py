@@ -51,13 +51,16 @@ def _pair_slots(n: int, directed: bool) -> tuple[np.ndarray, np.ndarray]:
     return np.triu_indices(n, 1)
 
 
-def _graphs_from_slots(n: int, chosen: np.ndarray, directed: bool) -> GraphBatch:
+def _graphs_from_picks(n: int, picks: np.ndarray, directed: bool) -> GraphBatch:
+    """Graphs from the slot indices (B, m) of their edges (each slot at most once per graph)."""
     u, v = _pair_slots(n, directed)
-    adj = np.zeros((chosen.shape[0], n, n), dtype=bool)
-    adj[:, u, v] = chosen
+    count = picks.shape[0]
+    base = (np.arange(count, dtype=np.int64) * (n * n))[:, None]
+    flat = np.zeros(count * n * n, dtype=bool)
+    flat[(base + u[picks] * n + v[picks]).ravel()] = True
     if not directed:
-        adj |= adj.transpose(0, 2, 1)
-    return GraphBatch(n, pack_bits(adj), directed)
+        flat[(base + v[picks] * n + u[picks]).ravel()] = True
+    return GraphBatch(n, pack_bits(flat.reshape(count, n, n)), directed)
 
 
 def random_queries(rng: np.random.Generator, n: int, count: int) -> tuple[np.ndarray, np.ndarray]:
@@ -73,8 +76,13 @@ def erdos_renyi(
     """G(n, p): every possible edge present independently with probability p."""
     if not 0.0 <= p <= 1.0:
         raise InputError(f"edge probability must be in [0, 1], got {p}")
-    slots = len(_pair_slots(n, directed)[0])
-    return _graphs_from_slots(n, rng.random((count, slots)) < p, directed)
+    u, v = _pair_slots(n, directed)
+    present = rng.random((count, len(u))) < p
+    adj = np.zeros((count, n, n), dtype=bool)
+    adj[:, u, v] = present
+    if not directed:
+        adj |= adj.transpose(0, 2, 1)
+    return GraphBatch(n, pack_bits(adj), directed)
 
 
 def gnm(rng: np.random.Generator, n: int, m: int, count: int, directed: bool = False) -> GraphBatch:
@@ -87,13 +95,15 @@ def gnm(rng: np.random.Generator, n: int, m: int, count: int, directed: bool = F
     slots = len(_pair_slots(n, directed)[0])
     if not 0 <= m <= slots:
         raise InputError(f"a graph on {n} vertices has 0..{slots} edges, asked for m={m}")
-    chosen = np.zeros((count, slots), dtype=bool)
-    rows = np.arange(count)
-    for j in range(slots - m, slots):
+    taken = np.zeros(count * slots, dtype=bool)  # flat (count, slots) membership
+    picks = np.empty((count, m), dtype=np.int64)
+    base = np.arange(count, dtype=np.int64) * slots
+    for k, j in enumerate(range(slots - m, slots)):
         r = rng.integers(0, j + 1, size=count)
-        r = np.where(chosen[rows, r], j, r)
-        chosen[rows, r] = True
-    return _graphs_from_slots(n, chosen, directed)
+        r[taken[base + r]] = j
+        taken[base + r] = True
+        picks[:, k] = r
+    return _graphs_from_picks(n, picks, directed)
 
 
 def balanced_edge_prob(problem: str, n: int) -> float:
@@ -156,12 +166,15 @@ def _graphqa_graph(family: str, rng: np.random.Generator, n: int) -> nx.Graph:
         return nx.barabasi_albert_graph(n, int(rng.integers(1, n)), seed=seed)
     if family == "sbm":
         k = int(rng.integers(2, min(4, n) + 1))
-        sizes = np.bincount(rng.integers(0, k, size=n), minlength=k)
-        sizes = [int(x) for x in sizes if x > 0]
+        sizes = [int(x) for x in np.bincount(rng.integers(0, k, size=n), minlength=k) if x > 0]
         p_in, p_out = rng.uniform(0.3, 0.8), rng.uniform(0.0, 0.1)
         probs = [[p_in if i == j else p_out for j in range(len(sizes))] for i in range(len(sizes))]
         return nx.stochastic_block_model(sizes, probs, seed=seed)
-    base = {"star": nx.star_graph(n - 1), "path": nx.path_graph(n), "complete": nx.complete_graph(n)}
+    base = {
+        "star": nx.star_graph(n - 1),
+        "path": nx.path_graph(n),
+        "complete": nx.complete_graph(n),
+    }
     return base[family]
 
 
@@ -218,4 +231,3 @@ def sample(
         graphs = graphqa(family, rng, n, count, directed)
     s, t = random_queries(rng, n, count)
     return Instances(problem, graphs, s, t)
-

@@ -142,6 +142,12 @@ class GraphBatch:
         column = bit_of(self.rows[index], np.broadcast_to(v[:, None], (len(index), self.n)))
         return pack_bits(column)
 
+    def in_rows_all(self) -> np.ndarray:
+        """In-neighbour bitsets of every vertex, (B, n, W): the rows of the reversed graph."""
+        if not self.directed:
+            return self.rows
+        return pack_bits(self.dense().transpose(0, 2, 1))
+
 
 def concat(batches: Sequence[GraphBatch]) -> GraphBatch:
     """Concatenate batches of graphs with the same n and directedness."""

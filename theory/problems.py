@@ -80,12 +80,11 @@ class Instances:
         return np.maximum(self.answer.distance, 0)
 
     def __getitem__(self, index: slice | np.ndarray) -> Instances:
+        answer: Any
         if self.problem in DECISION_PROBLEMS:
             answer = np.asarray(self.answer)[index]
         else:
-            answer = solvers.ShortestPaths(
-                self.answer.distance[index], self.answer.paths[index]
-            )
+            answer = solvers.ShortestPaths(self.answer.distance[index], self.answer.paths[index])
         return Instances(self.problem, self.graphs[index], self.s[index], self.t[index], answer)
 
 

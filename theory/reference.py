@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import networkx as nx
 import numpy as np
 
@@ -44,7 +46,7 @@ def is_shortest_path(g: nx.Graph, path: list[int], s: int, t: int) -> bool:
     """``path`` goes s -> ... -> t along edges of g and has the shortest length."""
     if not path or path[0] != s or path[-1] != t:
         return False
-    if any(not g.has_edge(u, v) for u, v in zip(path, path[1:], strict=False)):
+    if any(not g.has_edge(u, v) for u, v in itertools.pairwise(path)):
         return False
     return len(path) - 1 == distance(g, s, t)
 
@@ -52,4 +54,14 @@ def is_shortest_path(g: nx.Graph, path: list[int], s: int, t: int) -> bool:
 def solve_all(problem: str, graphs: GraphBatch, s: np.ndarray, t: np.ndarray) -> np.ndarray:
     """Answers of the decision problems, or distances for shortest_path, one by one."""
     fn = {"length2": length2_path, "connectivity": connectivity, "shortest_path": distance}[problem]
-    return np.array([fn(g, int(a), int(b)) for g, a, b in zip(to_networkx(graphs), s, t, strict=True)])
+    return np.array(
+        [fn(g, int(a), int(b)) for g, a, b in zip(to_networkx(graphs), s, t, strict=True)]
+    )
+
+
+def shortest_path(g: nx.Graph, s: int, t: int) -> list[int]:
+    """One shortest s -> t path, or [] if there is none."""
+    try:
+        return [int(v) for v in nx.shortest_path(g, s, t)]
+    except nx.NetworkXNoPath:
+        return []

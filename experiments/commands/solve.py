@@ -58,8 +58,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        print(f"{report['instances']} instances, {checked} with stored answers, "
-              f"{report['agree']} agree")
+        print(
+            f"{report['instances']} instances, {checked} with stored answers, "
+            f"{report['agree']} agree"
+        )
         if disagree:
             print("disagreeing lines: " + ", ".join(map(str, disagree[:20])))
     return 1 if disagree else 0

@@ -1,0 +1,116 @@
+"""`parrots generate` and `parrots solve`, through the real entry point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from experiments.cli import main
+from theory.problems import PROBLEMS
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
+def test_generate_then_solve_agrees(tmp_path, capsys, problem):
+    out = tmp_path / "x.jsonl"
+    assert main(["generate", problem, "--vertices", "9", "--count", "30", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert len(lines) == 30
+    capsys.readouterr()
+    assert main(["solve", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["with_answers"] == report["agree"] == 30
+
+
+def test_solve_reports_a_wrong_stored_answer(tmp_path, capsys):
+    out = tmp_path / "x.jsonl"
+    main(["generate", "length2", "--vertices", "8", "--count", "5", "--out", str(out)])
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows[3]["answer"] = not rows[3]["answer"]
+    out.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    capsys.readouterr()
+    assert main(["solve", str(out), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["agree"] == 4 and report["disagreeing_lines"] == [4]
+
+
+def test_solve_rejects_a_path_that_is_not_shortest(tmp_path, capsys):
+    line = {
+        "problem": "shortest_path",
+        "n": 4,
+        "edges": [[0, 1], [1, 2], [0, 2]],
+        "s": 0,
+        "t": 2,
+        "answer": {"distance": 1, "path": [0, 1, 2]},
+    }
+    f = tmp_path / "sp.jsonl"
+    f.write_text(json.dumps(line) + "\n")
+    assert main(["solve", str(f)]) == 1
+
+
+GOOD = {"problem": "length2", "n": 4, "edges": [[0, 2], [2, 1]], "s": 0, "t": 1}
+BAD_LINES = [
+    ("{not json", "malformed JSON"),
+    (json.dumps(GOOD | {"edges": [[0, 7]]}), "outside"),
+    (json.dumps(GOOD | {"edges": [[2, 2]]}), "self-loop"),
+    (json.dumps(GOOD | {"t": 0}), "s != t"),
+    (json.dumps(GOOD | {"problem": "triangles"}), "unknown problem"),
+    (json.dumps({k: v for k, v in GOOD.items() if k != "s"}), "missing field 's'"),
+    (json.dumps(GOOD | {"n": "4"}), "field 'n'"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_LINES)
+def test_bad_lines_give_one_error_line_naming_the_line(tmp_path, capsys, line, message):
+    f = tmp_path / "in.jsonl"
+    f.write_text(json.dumps(GOOD) + "\n" + line + "\n")
+    assert main(["solve", str(f)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert f"{f}:2:" in err and message in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--count", "-3"], "non-negative"),
+        (["--vertices", "2"], "at least 3"),
+        (["--family", "grid"], "unknown family"),
+        (["--seed", "-1"], "non-negative"),
+    ],
+)
+def test_bad_generate_requests_leave_no_file(tmp_path, capsys, args, message):
+    out = tmp_path / "out.jsonl"
+    base = ["generate", "length2", "--vertices", "8", "--count", "10", "--out", str(out)]
+    assert main(base + args) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_missing_file_is_an_input_error(tmp_path, capsys):
+    assert main(["solve", str(tmp_path / "nope.jsonl")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_unknown_problem_is_one_line_and_exit_2(tmp_path, capsys):
+    out = tmp_path / "out.jsonl"
+    assert (
+        main(["generate", "triangles", "--vertices", "8", "--count", "1", "--out", str(out)]) == 2
+    )
+    assert "unknown problem 'triangles'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_solver_benchmark_agrees_with_networkx(capsys):
+    assert main(["bench", "solvers", "--vertices", "12", "--instances", "300", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for problem in PROBLEMS:
+        assert report[problem]["agree"] == 1.0
+        assert report[problem]["speedup_vs_networkx"] > 0
+
+
+def test_generation_benchmark_reports_time_and_memory(capsys):
+    assert main(["bench", "generate", "--count", "2000", "--vertices", "16", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["count"] == 2000 and report["positive_fraction"] == 0.5
+    assert report["peak_rss_mb"] >= report["baseline_rss_mb"] > 0

@@ -1,0 +1,42 @@
+"""``parrots bench moe`` runs on CPU at a tiny size and reports every ratio."""
+
+from __future__ import annotations
+
+import json
+
+from experiments.cli import main
+
+
+def test_bench_moe_runs_small_on_cpu(capsys):
+    code = main(
+        [
+            "bench",
+            "moe",
+            "--tokens",
+            "64",
+            "--shapes",
+            "16:4:2,8:4:1",
+            "--repeats",
+            "1",
+            "--warmup",
+            "0",
+            "--device",
+            "cpu",
+            "--json",
+        ]
+    )
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["dtype"] == "fp32" and report["tokens"] == 64
+    assert [(r["width"], r["experts"], r["top_k"]) for r in report["rows"]] == [
+        (16, 4, 2),
+        (8, 4, 1),
+    ]
+    for row in report["rows"]:
+        for key in ("grouped_over_dense", "grouped_over_loop", "grouped_over_naive"):
+            assert row[key] > 0
+
+
+def test_bench_moe_bad_shapes_exit_2(capsys):
+    assert main(["bench", "moe", "--shapes", "16x4x2"]) == 2
+    assert "--shapes" in capsys.readouterr().err

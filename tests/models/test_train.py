@@ -1,0 +1,247 @@
+"""The trainer: it learns, checkpoints round-trip exactly, resuming is exact, the NaN guard
+keeps the last good checkpoint; and the ``parrots train`` command end to end."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from experiments.cli import main
+from models.train import (
+    CHECKPOINT,
+    METRICS,
+    TrainConfig,
+    TrainingDiverged,
+    load_checkpoint,
+    save_checkpoint,
+    train,
+)
+from models.transformer import ModelConfig, Transformer
+from theory.errors import InputError
+
+VOCAB, LENGTH, MARK = 12, 6, 5
+
+
+def contains_mark(rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tiny task: does token 5 occur among the first five tokens? (balanced by construction)"""
+    tokens = rng.integers(6, VOCAB, size=(batch, LENGTH))
+    labels = rng.integers(0, 2, size=batch)
+    where = rng.integers(0, LENGTH - 1, size=batch)
+    tokens[labels == 1, where[labels == 1]] = MARK
+    tokens[:, -1] = 3  # a fixed "query" token, read out at the last position
+    return tokens, labels
+
+
+def tiny_model(experts=1, top_k=1, seed=0) -> Transformer:
+    cfg = ModelConfig(
+        vocab_size=VOCAB, max_len=LENGTH, width=16, heads=2, layers=1, experts=experts, top_k=top_k
+    )
+    return Transformer(cfg, torch.Generator().manual_seed(seed))
+
+
+def held_out(count=256):
+    return contains_mark(np.random.default_rng(99), count)
+
+
+FAST = {"batch_size": 32, "warmup_steps": 5, "log_interval": 1, "device": "cpu", "lr": 3e-3}
+
+
+@pytest.mark.parametrize(("experts", "top_k"), [(1, 1), (4, 2)])
+def test_training_smoke_loss_falls_and_weights_change(tmp_path, experts, top_k):
+    model = tiny_model(experts, top_k)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cfg = TrainConfig(steps=80, eval_interval=80, **FAST)
+    summary = train(model, cfg, contains_mark, held_out(), out_dir=tmp_path, progress=False)
+    rows = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    losses = [r["task_loss"] for r in rows if r["kind"] == "train"]
+    assert np.mean(losses[-10:]) < np.mean(losses[:10]) - 0.2
+    after = model.state_dict()
+    for name, value in before.items():
+        assert not torch.equal(value, after[name]), f"{name} did not change"
+    assert summary["held_out_accuracy"] > 0.8
+    if experts > 1:
+        assert "expert_counts" in rows[0] and len(rows[0]["expert_counts"]) == 1
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    model = tiny_model(experts=4, top_k=2, seed=3)
+    path = tmp_path / "ck.safetensors"
+    save_checkpoint(path, model, state={"step": 7})
+    loaded, state = load_checkpoint(path)
+    assert state == {"step": 7} and loaded.cfg == model.cfg
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    tokens, _ = held_out(8)
+    x = torch.as_tensor(tokens)
+    assert torch.equal(model(x), loaded(x))
+    assert not path.with_name(path.name + ".tmp").exists()
+    assert path.read_bytes()[:8] != b"\x80\x04\x95"[:8]  # not a pickle
+
+
+def test_corrupt_checkpoint_is_an_input_error(tmp_path):
+    bad = tmp_path / "ck.safetensors"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises((InputError, Exception)):
+        load_checkpoint(bad)
+    with pytest.raises(InputError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_resume_continues_exactly(tmp_path):
+    cfg = TrainConfig(steps=8, eval_interval=4, **FAST)
+    straight = tiny_model(4, 2)
+    train(straight, cfg, contains_mark, held_out(64), out_dir=tmp_path / "a", progress=False)
+
+    calls = {"n": 0}
+
+    def dies_after_five(rng, batch):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise _Interrupt
+        return contains_mark(rng, batch)
+
+    with pytest.raises(_Interrupt):
+        train(
+            tiny_model(4, 2),
+            cfg,
+            dies_after_five,
+            held_out(64),
+            out_dir=tmp_path / "b",
+            progress=False,
+        )
+    _, state = load_checkpoint(tmp_path / "b" / CHECKPOINT)
+    assert state["step"] == 4
+    resumed = tiny_model(4, 2, seed=123)  # weights come from the checkpoint
+    summary = train(
+        resumed, cfg, contains_mark, held_out(64), out_dir=tmp_path / "b", progress=False
+    )
+    assert summary["resumed_from"] == 4
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b), name
+
+
+class _Poisoned(Transformer):
+    """Produces NaN logits from the 4th training forward pass on."""
+
+    calls = 0
+
+    def forward_aux(self, tokens):
+        logits, aux = super().forward_aux(tokens)
+        if self.training:
+            self.calls += 1
+            if self.calls >= 4:
+                logits = logits * float("nan")
+        return logits, aux
+
+
+def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
+    model = _Poisoned(tiny_model().cfg)
+    cfg = TrainConfig(steps=10, eval_interval=1, **FAST)
+    with pytest.raises(TrainingDiverged, match="step 3"):
+        train(model, cfg, contains_mark, held_out(32), out_dir=tmp_path, progress=False)
+    good, state = load_checkpoint(tmp_path / CHECKPOINT)
+    assert state["step"] == 3
+    assert all(torch.isfinite(p).all() for p in good.parameters())
+
+
+def test_early_stop_at_target_accuracy():
+    cfg = TrainConfig(steps=50, eval_interval=2, target_accuracy=0.01, **FAST)
+    summary = train(tiny_model(), cfg, contains_mark, held_out(32), progress=False)
+    assert summary["stopped_early"] and summary["steps"] == 2
+
+
+def test_lr_schedule_warmup_then_cosine():
+    cfg = TrainConfig(steps=110, warmup_steps=10, lr=1.0, min_lr_ratio=0.1)
+    assert cfg.lr_at(0) == pytest.approx(0.1) and cfg.lr_at(9) == pytest.approx(1.0)
+    assert cfg.lr_at(60) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi / 2)))
+    assert cfg.lr_at(110) == pytest.approx(0.1)
+    lrs = [cfg.lr_at(s) for s in range(10, 111)]
+    assert all(a >= b for a, b in itertools.pairwise(lrs))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"steps": 0},
+        {"batch_size": 0},
+        {"lr": 0.0},
+        {"lr": float("nan")},
+        {"warmup_steps": -1},
+        {"min_lr_ratio": 2.0},
+        {"weight_decay": -1.0},
+        {"grad_clip": 0.0},
+        {"target_accuracy": 1.5},
+        {"seed": -1},
+        {"device": "tpu"},
+        {"eval_interval": 0},
+    ],
+)
+def test_train_config_rejects_invalid(bad):
+    with pytest.raises(InputError):
+        TrainConfig(**bad)
+
+
+def test_train_config_json_round_trip():
+    cfg = TrainConfig(steps=5, target_accuracy=0.9, grad_clip=None)
+    assert TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_parrots_train_prints_a_json_summary(tmp_path, capsys):
+    results = tmp_path / "rows.jsonl"
+    code = main(
+        [
+            "train",
+            "--task",
+            "length2",
+            "--vertices",
+            "6",
+            "--width",
+            "16",
+            "--layers",
+            "1",
+            "--experts",
+            "4",
+            "--top-k",
+            "2",
+            "--steps",
+            "4",
+            "--batch",
+            "16",
+            "--eval-size",
+            "32",
+            "--eval-interval",
+            "2",
+            "--json",
+            "--device",
+            "cpu",
+            "--out",
+            str(tmp_path / "run"),
+            "--results",
+            str(results),
+        ]
+    )
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["steps"] == 4 and summary["experts"] == 4
+    assert 0.0 <= summary["held_out_accuracy"] <= 1.0
+    assert summary["active_params"] < summary["total_params"]
+    assert (tmp_path / "run" / CHECKPOINT).exists()
+    row = json.loads(results.read_text())
+    assert row["status"] == "ok" and row["provenance"]["versions"]["torch"] == torch.__version__
+
+
+def test_parrots_train_invalid_config_exits_2(capsys):
+    code = main(["train", "--vertices", "6", "--experts", "2", "--top-k", "3", "--steps", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "top_k=3 exceeds experts=2" in err and len(err.splitlines()) == 1

@@ -245,7 +245,8 @@ def train(
     """Train ``model`` in place and return a summary dict.
 
     ``sample(rng, batch)`` draws a fresh batch (tokens int64 (B, N), labels (B,) or (B, N))
-    from the numpy generator the trainer seeds with ``cfg.seed`` and checkpoints. If
+    from the numpy generator the trainer seeds with ``cfg.seed`` and checkpoints. A sampler
+    with a ``set_step(step)`` method (a curriculum) is told the step before each draw. If
     ``out_dir`` holds a checkpoint and ``resume`` is set, training continues from it exactly
     (same weights, optimiser state, schedule position and data stream).
     Raises :class:`TrainingDiverged` on a NaN/inf loss or gradient, without overwriting the
@@ -277,6 +278,7 @@ def train(
             state = {"step": step, "best_accuracy": best, "rng": rng.bit_generator.state}
             save_checkpoint(out / CHECKPOINT, model, optimizer, state)
 
+    set_step = getattr(sample, "set_step", None)  # curricula: told the step before each draw
     use_amp = device.type == "cuda"
     started = time.perf_counter()
     tokens_seen, last_eval, stopped_early, step = 0, None, False, start_step
@@ -291,6 +293,8 @@ def train(
     for step in bar:
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr_at(step)
+        if set_step is not None:
+            set_step(step)
         x_np, y_np = sample(rng, cfg.batch_size)
         x = torch.as_tensor(x_np, device=device)
         y = torch.as_tensor(y_np, device=device)

@@ -19,7 +19,8 @@ import numpy as np
 from theory.encoding import encode, pair_blocks, vocab_size
 from theory.errors import InputError
 from theory.generators import balanced, balanced_num_edges
-from theory.problems import PROBLEMS, num_classes
+from theory.graphs import GraphBatch, pack_bits
+from theory.problems import PROBLEMS, Instances, num_classes
 
 HELD_OUT_SEED_OFFSET = 1_000_003
 
@@ -68,6 +69,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--eval-interval", type=int, default=250)
     t.add_argument("--eval-size", type=int, default=4096)
     t.add_argument("--target-accuracy", type=float, default=None)
+    t.add_argument(
+        "--curriculum",
+        type=int,
+        default=None,
+        metavar="START",
+        help="curriculum over |V|: start at START vertices, reach --vertices "
+        "after --curriculum-steps",
+    )
+    t.add_argument(
+        "--curriculum-steps",
+        type=int,
+        default=None,
+        help="length of the ramp (default: half of --steps)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -84,16 +99,65 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _length(problem: str, n: int, directed: bool) -> int:
+    edges = balanced_num_edges(problem, n, directed)
+    return 2 + (edges if directed else 2 * edges)
+
+
 def graph_task(problem: str, n: int, directed: bool = False):
     """(sample(rng, batch) -> (tokens, labels), sequence length) for balanced instances."""
-    edges = balanced_num_edges(problem, n, directed)
-    length = 2 + (edges if directed else 2 * edges)
+    length = _length(problem, n, directed)
 
     def sample(rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
         inst = balanced(problem, rng, n, batch, directed)
         return encode(inst, length), inst.labels()
 
     return sample, length
+
+
+class Curriculum:
+    """Curriculum over |V|: at step s the graphs have n_s vertices, n_s rising linearly from
+    ``start`` to n over the first ``ramp`` steps, then n. A graph on n_s < n vertices is a
+    balanced instance on n_s vertices whose vertices get distinct random labels in 0..n-1
+    (the others isolated), encoded with n's vocabulary and left-padded to n's length, so one
+    model sees every stage. The trainer calls ``set_step`` before each draw."""
+
+    def __init__(self, problem: str, n: int, start: int, ramp: int, directed: bool = False):
+        if not 3 <= start <= n:
+            raise InputError(f"--curriculum start must be in [3, {n}], got {start}")
+        self.problem, self.n, self.start, self.ramp, self.directed = (
+            problem,
+            n,
+            start,
+            max(1, ramp),
+            directed,
+        )
+        self.length = _length(problem, n, directed)
+        self.step = 0
+
+    def set_step(self, step: int) -> None:
+        self.step = step
+
+    def vertices(self) -> int:
+        frac = min(1.0, self.step / self.ramp)
+        return self.start + round((self.n - self.start) * frac)
+
+    def __call__(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        k, n = self.vertices(), self.n
+        inst = balanced(self.problem, rng, k, batch, self.directed)
+        if k < n:
+            labels = np.argsort(rng.random((batch, n)), axis=1)[:, :k]  # injective relabelling
+            big = np.zeros((batch, n, n), dtype=bool)
+            rows = np.arange(batch)[:, None, None]
+            big[rows, labels[:, :, None], labels[:, None, :]] = inst.graphs.dense()
+            b = np.arange(batch)
+            inst = Instances(
+                self.problem,
+                GraphBatch(n, pack_bits(big), self.directed),
+                labels[b, inst.s],
+                labels[b, inst.t],
+            )
+        return encode(inst, self.length), inst.labels()
 
 
 def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -156,13 +220,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--eval-size must be positive, got {args.eval_size}")
     model_cfg, train_cfg = build_configs(args)
     sample, _ = graph_task(args.task, args.vertices, args.directed)
+    train_sample: Any = sample
+    if args.curriculum is not None:
+        ramp = args.curriculum_steps if args.curriculum_steps is not None else args.steps // 2
+        train_sample = Curriculum(args.task, args.vertices, args.curriculum, ramp, args.directed)
     held_out = sample(np.random.default_rng(args.seed + HELD_OUT_SEED_OFFSET), args.eval_size)
     model = Transformer(model_cfg, torch.Generator().manual_seed(args.seed))
     try:
         summary = train(
             model,
             train_cfg,
-            sample,
+            train_sample,
             held_out,
             out_dir=args.out,
             progress=not (args.no_progress or args.json),
@@ -188,6 +256,8 @@ def run(args: argparse.Namespace) -> int:
             "task": args.task,
             "vertices": args.vertices,
             "eval_size": args.eval_size,
+            "curriculum": args.curriculum,
+            "curriculum_steps": args.curriculum_steps,
         }
         run_id = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
         append_row(

@@ -245,3 +245,21 @@ def test_parrots_train_invalid_config_exits_2(capsys):
     code = main(["train", "--vertices", "6", "--experts", "2", "--top-k", "3", "--steps", "1"])
     err = capsys.readouterr().err
     assert code == 2 and "top_k=3 exceeds experts=2" in err and len(err.splitlines()) == 1
+
+
+def test_curriculum_grows_vertices_and_keeps_labels_exact():
+    from experiments.commands.train import Curriculum
+    from theory.encoding import decode
+
+    cur = Curriculum("length2", 10, 5, ramp=10)
+    rng = np.random.default_rng(0)
+    for step, want in ((0, 5), (5, 8), (10, 10), (99, 10)):
+        cur.set_step(step)
+        assert cur.vertices() == want
+        tokens, labels = cur(rng, 64)
+        inst = decode(tokens, 10)
+        assert np.array_equal(inst.labels(), labels) and labels.mean() == 0.5
+        touched = inst.graphs.dense().any(axis=2).sum(axis=1)
+        assert touched.max() <= want and tokens.shape == (64, cur.length)
+    with pytest.raises(InputError):
+        Curriculum("length2", 10, 11, ramp=5)

@@ -253,7 +253,7 @@ def test_curriculum_grows_vertices_and_keeps_labels_exact():
 
     cur = Curriculum("length2", 10, 5, ramp=10)
     rng = np.random.default_rng(0)
-    for step, want in ((0, 5), (5, 8), (10, 10), (99, 10)):
+    for step, want in ((0, 5), (6, 8), (10, 10), (99, 10)):
         cur.set_step(step)
         assert cur.vertices() == want
         tokens, labels = cur(rng, 64)

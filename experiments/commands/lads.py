@@ -1,6 +1,6 @@
 """``parrots lads``: LADS and its baselines on the constructed joint space or real features.
 
-    parrots lads --synthetic [--rho DEG] [--seeds 5] [--bias] [--json]
+    parrots lads --synthetic [--rho DEG] [--seeds 5] [--bias] [--interaction K] [--json]
     parrots lads --features FILE.npz [--seeds 5] [--json]
     parrots lads --synthetic --sweep [--rhos 0 15 ... 90] [--seeds 5] [--out FILE.jsonl]
     parrots lads --encode MANIFEST.json --model ViT-L-14 --checkpoint PATH --out FILE.npz
@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--encode", metavar="MANIFEST", help="encode images with open_clip")
     p.add_argument("--rho", type=float, default=0.0, help="alignment angle ρ in degrees [0, 90]")
     p.add_argument("--bias", action="store_true", help="the Waterbirds-like bias variant")
+    p.add_argument(
+        "--interaction", type=float, default=None, help="class × domain interaction κ (0.6)"
+    )
     p.add_argument("--seeds", type=int, default=5, help="number of seeds (0..N−1)")
     p.add_argument("--alpha", type=float, nargs="+", default=None, help="α values (0 0.5 1)")
     p.add_argument("--sweep", action="store_true", help="sweep ρ and append result rows")
@@ -52,9 +55,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _space_config(args: argparse.Namespace, rho: float):
     from constructions.joint_space import JointSpaceConfig
 
+    extra = {} if args.interaction is None else {"interaction": args.interaction}
     if args.bias:
-        return JointSpaceConfig(rho_deg=rho, bias=True, n_classes=2, n_domains=2)
-    return JointSpaceConfig(rho_deg=rho)
+        return JointSpaceConfig(rho_deg=rho, bias=True, n_classes=2, n_domains=2, **extra)
+    return JointSpaceConfig(rho_deg=rho, **extra)
 
 
 def _format(summary: dict[str, Any], bias: bool) -> str:

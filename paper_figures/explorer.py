@@ -249,11 +249,8 @@ class Explorer:
         self.settings = settings or Settings()
         self.empirical = list(empirical or [])
         self.figure = figure or plt.figure(figsize=(10, 7.5))
-        self.ax = self.figure.add_axes((0.09, 0.36, 0.62, 0.52))
         self.current = curves(self.settings, self.empirical)
-        self.artists = draw(self.ax, self.current)
-        self.ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
-        self.title = self.ax.set_title(title(self.current), fontsize=9)
+        # sliders first: each Slider draws the figure once when made, cheap while it is bare
         self.sliders: dict[str, Slider] = {}
         self._syncing = False
         values = self._slider_values(self.settings)
@@ -262,6 +259,10 @@ class Explorer:
             slider = Slider(sax, label, lo, hi, valinit=values[name], valstep=step)
             slider.on_changed(self._on_slider)
             self.sliders[name] = slider
+        self.ax = self.figure.add_axes((0.09, 0.36, 0.62, 0.52))
+        self.artists = draw(self.ax, self.current)
+        self.ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+        self.title = self.ax.set_title(title(self.current), fontsize=9)
 
     @staticmethod
     def _slider_values(s: Settings) -> dict[str, float]:
@@ -315,7 +316,9 @@ class Explorer:
                 if name == "log2_vertices" and round(2**slider.val) == settings.vertices:
                     continue
                 if not math.isclose(slider.val, values[name]):
+                    slider.drawon = False  # one redraw below, not one per slider
                     slider.set_val(values[name])
+                    slider.drawon = True
         finally:
             self._syncing = False
         self.figure.canvas.draw_idle()

@@ -172,12 +172,15 @@ DENSE_CONSTRUCTION_HEADS = 2
 
 
 def dense_construction_width(n_vertices: int) -> int:
-    """Width of the planned one-layer dense solver for length-2 path on |V| vertices: 2|V|+4.
+    """Width of the one-layer dense solver for length-2 path on |V| vertices: 2|V| + 4.
 
-    This is the design the constructions issue builds (``constructions/length2.py``, not in
-    the tree yet; its test should assert equality with this function). Residual stream of
-    width 2|V| + 4, H = 2 heads of dimension |V| + 2, ReLU MLP of hidden size |V|, no norm,
-    no positions, factorized embedding (``encoding.pair_blocks``):
+    The construction is ``constructions/length2.py`` (built by the constructions issue, in
+    parallel with this module): width 2|V| + 4, :data:`DENSE_CONSTRUCTION_HEADS` = 2 heads of
+    dimension |V| + 2, a ReLU MLP of |V| units, no norm, no positions; its module docstring
+    gives its layout (one-hot blocks for the two gathered neighbourhoods, and keys on a
+    circle, R(u) = (cos 2πu/|V|, sin 2πu/|V|)). A test beside the construction should
+    assert it equals this function. An alternative layout that fits in the same width, the
+    one this module was written against (factorized embedding, ``encoding.pair_blocks``):
 
     =================  ==================================================================
     coordinates        meaning

@@ -93,8 +93,16 @@ def _parse_shapes(text: str | None) -> tuple[tuple[int, int, int], ...]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    threads = torch.get_num_threads()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    try:
+        return _run(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     if args.tokens < 1 or args.repeats < 1:
         raise InputError("--tokens and --repeats must be positive")
     if args.device == "cuda" and not torch.cuda.is_available():

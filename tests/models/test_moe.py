@@ -12,6 +12,15 @@ from models import transformer
 from models.transformer import ModelConfig, MoEMLP
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads; one keeps the suite fast on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def moe(experts=4, top_k=2, width=8, hidden=16, seed=0, dtype=torch.float64, **kw) -> MoEMLP:
     cfg = ModelConfig(
         vocab_size=10, max_len=8, width=width, mlp_hidden=hidden, experts=experts, top_k=top_k, **kw

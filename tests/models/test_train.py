@@ -27,6 +27,15 @@ from theory.errors import InputError
 VOCAB, LENGTH, MARK = 12, 6, 5
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads; one keeps the suite fast on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def contains_mark(rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """Tiny task: does token 5 occur among the first five tokens? (balanced by construction)"""
     tokens = rng.integers(6, VOCAB, size=(batch, LENGTH))

@@ -14,6 +14,16 @@ from models.transformer import ModelConfig, MoEMLP, Transformer
 from theory.encoding import pair_blocks, vocab_size
 from theory.errors import InputError
 
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads; one keeps the suite fast on a shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 BASE = {"vocab_size": 20, "max_len": 16, "width": 8, "heads": 2}
 
 

@@ -63,6 +63,26 @@ def _graphs_from_picks(n: int, picks: np.ndarray, directed: bool) -> GraphBatch:
     return GraphBatch(n, pack_bits(flat.reshape(count, n, n)), directed)
 
 
+def all_graphs(n: int, directed: bool = False) -> GraphBatch:
+    """Every graph on n labelled vertices, in binary order of their edge sets (2^#pairs)."""
+    u, _ = _pair_slots(n, directed)
+    slots = len(u)
+    if slots > 24:
+        raise InputError(f"all graphs on n={n} vertices is 2^{slots} graphs; at most 2^24")
+    codes = np.arange(2**slots, dtype=np.int64)
+    present = ((codes[:, None] >> np.arange(slots)) & 1).astype(bool)
+    return _graphs_from_mask(n, present, directed)
+
+
+def _graphs_from_mask(n: int, present: np.ndarray, directed: bool) -> GraphBatch:
+    u, v = _pair_slots(n, directed)
+    adj = np.zeros((present.shape[0], n, n), dtype=bool)
+    adj[:, u, v] = present
+    if not directed:
+        adj |= adj.transpose(0, 2, 1)
+    return GraphBatch(n, pack_bits(adj), directed)
+
+
 def random_queries(rng: np.random.Generator, n: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """Uniform ordered pairs (s, t) with s != t."""
     s = rng.integers(0, n, size=count)
@@ -76,13 +96,8 @@ def erdos_renyi(
     """G(n, p): every possible edge present independently with probability p."""
     if not 0.0 <= p <= 1.0:
         raise InputError(f"edge probability must be in [0, 1], got {p}")
-    u, v = _pair_slots(n, directed)
-    present = rng.random((count, len(u))) < p
-    adj = np.zeros((count, n, n), dtype=bool)
-    adj[:, u, v] = present
-    if not directed:
-        adj |= adj.transpose(0, 2, 1)
-    return GraphBatch(n, pack_bits(adj), directed)
+    present = rng.random((count, len(_pair_slots(n, directed)[0]))) < p
+    return _graphs_from_mask(n, present, directed)
 
 
 def gnm(rng: np.random.Generator, n: int, m: int, count: int, directed: bool = False) -> GraphBatch:

@@ -429,7 +429,8 @@ class MoEMLP(nn.Module):
             rank = torch.empty_like(flat)
             rank[order] = torch.arange(flat.numel(), device=x.device) - starts[flat[order]]
             keep = rank < capacity
-        kept = torch.bincount(flat[keep], minlength=K)
+        # dropless: no boolean indexing (a host sync on GPU)
+        kept = counts if self.capacity_factor is None else torch.bincount(flat[keep], minlength=K)
         if N:
             f = counts.float() / (N * k)
             balance = K * (f * probs.mean(dim=0)).sum()
@@ -439,23 +440,30 @@ class MoEMLP(nn.Module):
         dropped = (~keep).sum()
         return Routing(experts, weights, keep), MoEAux(balance, z, kept, dropped)
 
-    def expert(self, e: int, x: Tensor) -> Tensor:
+    def _unbound(self) -> list[tuple[Tensor, Tensor | None, Tensor, Tensor | None]]:
+        """Per-expert (w1, b1, w2, b2) views. ``unbind`` once, not ``w1[e]`` per expert: the
+        backward of K separate slices would materialise K full-size gradients of w1."""
+        w1, w2 = self.w1.unbind(0), self.w2.unbind(0)
+        b1 = self.b1.unbind(0) if self.b1 is not None else [None] * self.experts
+        b2 = self.b2.unbind(0) if self.b2 is not None else [None] * self.experts
+        return list(zip(w1, b1, w2, b2, strict=True))
+
+    def expert(self, e: int, x: Tensor, params: tuple | None = None) -> Tensor:
         """Expert e on rows x (n, m): fc2_e(act(fc1_e(x)))."""
-        h = F.linear(x, self.w1[e], None if self.b1 is None else self.b1[e])
-        return F.linear(
-            _activation(self.activation, h), self.w2[e], None if self.b2 is None else self.b2[e]
-        )
+        w1, b1, w2, b2 = params if params is not None else self._unbound()[e]
+        return F.linear(_activation(self.activation, F.linear(x, w1, b1)), w2, b2)
 
     def _loop(self, x: Tensor, r: Routing) -> Tensor:
         """Reference dispatch: for each expert, its tokens, in token order."""
         flat, w = r.experts.reshape(-1), r.weights.reshape(-1)
         out = torch.zeros_like(x)
+        params = self._unbound()
         for e in range(self.experts):
             slots = torch.nonzero((flat == e) & r.keep).squeeze(1)
             if slots.numel() == 0:
                 continue  # an empty expert runs nothing
             tok = slots // self.top_k
-            y = self.expert(e, x[tok]) * w[slots, None].to(x.dtype)
+            y = self.expert(e, x[tok], params[e]) * w[slots, None].to(x.dtype)
             out.index_add_(0, tok, y)
         return out
 
@@ -483,7 +491,9 @@ class MoEMLP(nn.Module):
                 y = y + self.b2.to(dtype)[e_sorted]
         else:
             sizes = torch.bincount(e_sorted, minlength=self.experts).tolist()
-            parts = [self.expert(e, seg) for e, seg in enumerate(xs.split(sizes)) if sizes[e]]
+            params = [tuple(None if t is None else t.to(dtype) for t in p) for p in self._unbound()]
+            segments = enumerate(xs.split(sizes))
+            parts = [self.expert(e, seg, params[e]) for e, seg in segments if sizes[e]]
             y = torch.cat(parts) if parts else xs.new_zeros(0, x.shape[1])
         y = y * w[order, None].to(y.dtype)
         return torch.zeros_like(x).index_add_(0, tok, y.to(x.dtype))

@@ -87,7 +87,7 @@ class ConstructionRecord:
     threshold: float
 
 
-def _circle(v: np.ndarray | int, n: int) -> torch.Tensor:
+def _circle(v: torch.Tensor, n: int) -> torch.Tensor:
     angle = 2.0 * math.pi * torch.as_tensor(v, dtype=torch.float64) / n
     return torch.stack([torch.cos(angle), torch.sin(angle)], dim=-1)
 
@@ -129,35 +129,29 @@ def build_length2(
     sink = beta - gap / 2.0
     scale = math.sqrt(d_head)  # cancels the attention's 1/sqrt(d_head)
     vertices = torch.arange(n)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.zero_()
-        emb = model.embed
-        # Plain ids in increasing order: PAD, BOS, EOS, the n vertex tokens. Only BOS is set.
-        emb.token.weight[encoding.BOS, n] = 1.0  # Y_0: the sink flag
-        edge_rows, edge_cols = emb.rows[0].weight, emb.cols[0].weight
-        edge_rows[:, A] = _circle(vertices, n)  # source u
-        edge_cols[vertices, vertices] = 1.0  # target v, one-hot in D
-        query_rows, query_cols = emb.rows[1].weight, emb.cols[1].weight
-        query_rows[:, A] = _circle(vertices, n)  # s
-        query_cols[:, B] = _circle(vertices, n)  # t
-        attn = model.blocks[0].attn
-        for head, source in ((0, A), (1, B)):
-            o = head * d_head
-            attn.q_proj.weight[o : o + 2, source] = scale * beta * torch.eye(2, dtype=torch.float64)
-            attn.q_proj.bias[o + 2] = scale * sink
-            attn.k_proj.weight[o : o + 2, A] = torch.eye(2, dtype=torch.float64)
-            attn.k_proj.weight[o + 2, n] = 1.0  # the BOS flag
-            attn.v_proj.weight[o : o + n, D] = torch.eye(n, dtype=torch.float64)
-            target = D if head == 0 else Y
-            attn.o_proj.weight[target, o : o + n] = torch.eye(n, dtype=torch.float64)
-        mlp = model.blocks[0].mlp
-        mlp.fc1.weight[:, D] = torch.eye(n, dtype=torch.float64)
-        mlp.fc1.weight[:, Y] = -torch.eye(n, dtype=torch.float64)
-        mlp.fc2.weight[D, :] = -torch.eye(n, dtype=torch.float64)
-        assert model.head is not None
-        model.head.weight[1, D] = 1.0
-        model.head.bias[1] = -tau
+    eye2, eye_n = torch.eye(2, dtype=torch.float64), torch.eye(n, dtype=torch.float64)
+    w = {name: torch.zeros_like(t) for name, t in model.state_dict().items()}
+    # Plain ids in increasing order: PAD, BOS, EOS, the n vertex tokens. Only BOS is set.
+    w["embed.token.weight"][encoding.BOS, n] = 1.0  # Y_0: the sink flag
+    w["embed.rows.0.weight"][:, A] = _circle(vertices, n)  # edge u→v: source u on the circle
+    w["embed.cols.0.weight"][vertices, vertices] = 1.0  # target v, one-hot in D
+    w["embed.rows.1.weight"][:, A] = _circle(vertices, n)  # query (s, t): s
+    w["embed.cols.1.weight"][:, B] = _circle(vertices, n)  # t
+    attn = "blocks.0.attn."
+    for head, source, target in ((0, A, D), (1, B, Y)):
+        o = head * d_head
+        w[attn + "q_proj.weight"][o : o + 2, source] = scale * beta * eye2
+        w[attn + "q_proj.bias"][o + 2] = scale * sink
+        w[attn + "k_proj.weight"][o : o + 2, A] = eye2
+        w[attn + "k_proj.weight"][o + 2, n] = 1.0  # the BOS flag
+        w[attn + "v_proj.weight"][o : o + n, D] = eye_n
+        w[attn + "o_proj.weight"][target, o : o + n] = eye_n
+    w["blocks.0.mlp.fc1.weight"][:, D] = eye_n  # unit w: ReLU(x_w − y_w) ...
+    w["blocks.0.mlp.fc1.weight"][:, Y] = -eye_n
+    w["blocks.0.mlp.fc2.weight"][D, :] = -eye_n  # ... subtracted from D_w: min(x_w, y_w)
+    w["head.weight"][1, D] = 1.0  # logit_1 − logit_0 = Σ_w min(x_w, y_w) − τ
+    w["head.bias"][1] = -tau
+    model.load_state_dict(w)
     record = ConstructionRecord(
         vertices=n,
         width=m,

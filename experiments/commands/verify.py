@@ -74,7 +74,7 @@ def _exhaustive(args: argparse.Namespace) -> dict[str, Any]:
         start = time.perf_counter()
         model, record = build_length2(n)
         checked, errors, first = exhaustive_errors(model, n)
-        row = {
+        row: dict[str, Any] = {
             "vertices": n,
             "checked": checked,
             "errors": errors,

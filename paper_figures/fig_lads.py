@@ -118,7 +118,6 @@ def _plot_bias(ax, grouped) -> None:
     ax.set_xlabel("ρ (°)")
     ax.set_xticks(rhos)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
 
 
 ORDER = (
@@ -218,13 +217,23 @@ def make(out_dir: Path) -> list[Path]:
         _plot_bias(axes[3], bias_grouped)
     axes[0].set_ylabel("test accuracy")
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    centre = 0.375 if bias_grouped else 0.5  # under the three ρ-sweep panels
+    fig.legend(
+        handles, labels, loc="lower center", bbox_to_anchor=(centre, 0.0), ncol=4, fontsize=8,
+        frameon=False,
+    )  # fmt: skip
     seeds = len(next(iter(grouped.values())))
     fig.suptitle(
         f"LADS on a constructed joint space (synthetic, not CLIP); mean ± std over {seeds} seeds",
         fontsize=11,
     )
-    fig.tight_layout(rect=(0, 0.12, 1, 0.95))
+    if bias_grouped:
+        handles, labels = axes[3].get_legend_handles_labels()
+        fig.legend(
+            handles, labels, loc="lower center", bbox_to_anchor=(0.875, 0.0), ncol=2, fontsize=7,
+            frameon=False,
+        )  # fmt: skip
+    fig.tight_layout(rect=(0, 0.13, 1, 0.95))
     out_dir.mkdir(parents=True, exist_ok=True)
     png = out_dir / "fig_lads.png"
     fig.savefig(png)

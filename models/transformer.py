@@ -596,7 +596,9 @@ class Transformer(nn.Module):
         eye = torch.eye(N, dtype=torch.bool, device=tokens.device)
         if cfg.pad_token is not None:
             mask = tokens != cfg.pad_token  # (B, N) real tokens
-            if not bool(mask.all()):
+            if bool(mask.all()):
+                mask = None  # no PAD: nothing to mask, every token is routed
+            else:
                 allowed = mask[:, None, None, :] | eye  # a PAD query may see itself
         if cfg.causal:
             tril = torch.tril(torch.ones(N, N, dtype=torch.bool, device=tokens.device))

@@ -51,7 +51,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--save", metavar="FILE", help="append the result row to FILE")
     q.add_argument("--json", action="store_true", help="print one JSON object")
     q.set_defaults(func=run_length2)
-    p.set_defaults(func=run_length2)
+    r = inner.add_parser(
+        "memorizer",
+        help="the one-layer MoE phone-book memorizer",
+        description="Build the memorizer for a random phone book of --facts entries with each "
+        "K in --experts, and check exact recall of every entry through the forward pass.",
+    )
+    r.add_argument("--facts", type=int, default=4096, help="N, the phone book's size")
+    r.add_argument("--experts", default="16", help="K, or a comma-separated list (powers of 2)")
+    r.add_argument("--value-bits", type=int, default=8, help="numbers lie in [0, 2^bits)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--save", metavar="FILE", help="append the result row to FILE")
+    r.add_argument("--json", action="store_true", help="print one JSON object")
+    r.set_defaults(func=run_memorizer)
 
 
 def _ints(text: str, name: str) -> list[int]:
@@ -162,3 +174,61 @@ def run_length2(args: argparse.Namespace) -> int:
         append_row(args.save, {**result, "provenance": provenance()})
     failed = any(r.get("errors") for r in result["rows"])
     return 1 if failed else 0
+
+
+def run_memorizer(args: argparse.Namespace) -> int:
+    from constructions.memorizer import build_moe_memorizer, phone_book, recall
+    from theory.bounds import memorization_min_params
+
+    try:
+        experts = [int(k) for k in str(args.experts).split(",")]
+    except ValueError as err:
+        raise InputError(f"--experts must be integers, got {args.experts!r}") from err
+    if not 1 <= args.value_bits <= 16:
+        raise InputError(f"--value-bits must be in [1, 16], got {args.value_bits}")
+    book = phone_book(np.random.default_rng(args.seed), args.facts, args.value_bits)
+    rows = []
+    for k in experts:
+        start = time.perf_counter()
+        model, record = build_moe_memorizer(book, k)
+        accuracy = recall(model, book)
+        expert_params = record.total_params - record.active_params
+        rows.append(
+            {
+                "facts": record.facts,
+                "experts": k,
+                "recall": accuracy,
+                "width": record.width,
+                "expert_hidden": record.expert_hidden,
+                "total_params": record.total_params,
+                "active_params": record.active_params,
+                "inactive_expert_params": expert_params,
+                "bits_stored": record.bits_stored,
+                "bits_per_total_param": round(record.bits_per_total_param, 4),
+                "bits_per_active_param": round(record.bits_per_active_param, 4),
+                "seconds": round(time.perf_counter() - start, 2),
+            }
+        )
+        if not args.json:
+            r = rows[-1]
+            print(
+                f"K={k:3d}: recall {accuracy:.4f} of {record.facts}, width {record.width}, "
+                f"{record.expert_hidden} units/expert, total {record.total_params:,}, active "
+                f"{record.active_params:,} params, {r['bits_per_total_param']} bits/total "
+                f"param",
+                flush=True,
+            )
+    result = {
+        "construction": "memorizer",
+        "facts": args.facts,
+        "value_bits": args.value_bits,
+        "counting_bound_params_at_32_bits": memorization_min_params(
+            args.facts, 2**args.value_bits, 32
+        ),
+        "rows": rows,
+    }
+    if args.json:
+        print(json.dumps(result))
+    if args.save:
+        append_row(args.save, {**result, "provenance": provenance()})
+    return 0 if all(r["recall"] == 1.0 for r in rows) else 1

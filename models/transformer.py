@@ -299,17 +299,22 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(m, m, bias=cfg.bias)
         self.o_proj = nn.Linear(m, m, bias=cfg.bias)
 
-    def forward(self, x: Tensor, allowed: Tensor | None) -> Tensor:
-        """x (B, N, m); ``allowed`` (B, 1, N, N) bool, True where query i may see key j."""
+    def forward(self, x: Tensor, allowed: Tensor | None, last_only: bool = False) -> Tensor:
+        """x (B, N, m); ``allowed`` (B, 1, N, N) bool, True where query i may see key j.
+
+        ``last_only``: only the last position asks (its output (B, 1, m)); keys and values
+        are still every position's.
+        """
         B, N, m = x.shape
         H = self.heads
         # (B, N, m) -> (B, H, N, m/H)
-        q, k, v = (
-            p(x).view(B, N, H, m // H).transpose(1, 2)
-            for p in (self.q_proj, self.k_proj, self.v_proj)
-        )
+        k, v = (p(x).view(B, N, H, m // H).transpose(1, 2) for p in (self.k_proj, self.v_proj))
+        xq = x[:, -1:] if last_only else x
+        q = self.q_proj(xq).view(B, xq.shape[1], H, m // H).transpose(1, 2)
+        if last_only and allowed is not None:
+            allowed = allowed[..., -1:, :]
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-        return self.o_proj(y.transpose(1, 2).reshape(B, N, m))
+        return self.o_proj(y.transpose(1, 2).reshape(B, xq.shape[1], m))
 
 
 class MoEAux(NamedTuple):
@@ -523,9 +528,14 @@ class Block(nn.Module):
         self.mlp: DenseMLP | MoEMLP = MoEMLP(cfg) if cfg.experts > 1 else DenseMLP(cfg)
 
     def forward(
-        self, h: Tensor, allowed: Tensor | None, mask: Tensor | None
+        self, h: Tensor, allowed: Tensor | None, mask: Tensor | None, last_only: bool = False
     ) -> tuple[Tensor, MoEAux | None]:
-        h = h + self.attn(self.norm1(h), allowed)
+        """``last_only``: compute the block's output at the last position only, (B, 1, m)."""
+        if last_only:
+            mask = None if mask is None else mask[:, -1:]
+            h = h[:, -1:] + self.attn(self.norm1(h), allowed, last_only=True)
+        else:
+            h = h + self.attn(self.norm1(h), allowed)
         y, aux = self.mlp(self.norm2(h), mask)
         return h + y, aux
 
@@ -604,8 +614,11 @@ class Transformer(nn.Module):
             tril = torch.tril(torch.ones(N, N, dtype=torch.bool, device=tokens.device))
             allowed = tril[None, None] if allowed is None else allowed & tril
         auxes = []
-        for block in self.blocks:
-            h, aux = block(h, allowed, mask)
+        for i, block in enumerate(self.blocks):
+            # A classifier reads only the last position, so the last block computes only it
+            # (its MoE routes, and its aux terms count, only those tokens).
+            last_only = cfg.head == "classify" and i == len(self.blocks) - 1
+            h, aux = block(h, allowed, mask, last_only=last_only)
             if aux is not None:
                 auxes.append(aux)
         if cfg.head == "classify":

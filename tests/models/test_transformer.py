@@ -239,3 +239,20 @@ def test_same_generator_seed_same_model_different_seed_different():
     c = Transformer(cfg(), torch.Generator().manual_seed(4)).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["blocks.0.attn.q_proj.weight"], c["blocks.0.attn.q_proj.weight"])
+
+
+@pytest.mark.parametrize("experts", [1, 4])
+def test_classifier_last_block_computes_only_what_it_reads(experts):
+    """The classifier's last block runs only at the last position; the logits must equal
+    those of running every block at every position and reading the last."""
+    c = cfg(layers=2, heads=2, experts=experts, top_k=min(2, experts))
+    model = Transformer(c, torch.Generator().manual_seed(3)).double()
+    tokens = torch.randint(1, 20, (4, 7), generator=torch.Generator().manual_seed(4))
+    tokens[:, :2] = 0
+    mask = tokens != 0
+    allowed = mask[:, None, None, :] | torch.eye(7, dtype=torch.bool)
+    h = model.embed(tokens)
+    for block in model.blocks:
+        h, _ = block(h, allowed, mask)
+    want = model.head(model.norm_f(h[:, -1]))
+    torch.testing.assert_close(model(tokens), want)

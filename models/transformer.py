@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from theory import bounds
 from theory.errors import InputError
 
 NORMS = ("none", "layer", "rms")
@@ -183,38 +184,15 @@ class ModelConfig:
         return 2 * m * d + (d + m if self.bias else 0)
 
     def num_params(self) -> dict[str, int]:
-        """Closed forms of the total and active (per-token) parameter counts.
+        """Total and active (per-token) parameter counts, in closed form.
 
-        With m = width, d = mlp_hidden, K experts, k = top_k, L layers, b = 1 if biases,
-        n_norm = 0 / 1 (rms) / 2 (layer, 1 without bias) vectors of size m per norm::
-
-            embedding   E = m · (P + Σ_i (rows_i + cols_i))   (P = vocab − Σ rows_i·cols_i)
-                            + m · max_len if learned positions
-            attention   A = 4 m² + 4 b m
-            mlp         K · (2 m d + b (d + m)) + [K > 1] · K m      (the router)
-            per block   A + mlp + 2 n_norm m;   final norm n_norm m
-            head        C m + b C  (C = num_classes or vocab), 0 if tied
-            total       E + L · (block) + final norm + head
-            active      total − L (K − k) (2 m d + b (d + m))
-
-        "Active" counts what one token's forward pass multiplies by: every non-expert
-        parameter (embedding tables included) and the router, plus k of the K experts.
+        The one closed form lives in :func:`theory.bounds.param_counts` (its docstring has
+        the formula); "active" counts what one token's forward pass multiplies by: every
+        non-expert parameter (embedding tables included) and the router, plus k of the K
+        experts. ``Transformer.total_params`` / ``active_params`` count the torch module and
+        must agree (tested).
         """
-        m, K, k, L = self.width, self.experts, self.top_k, self.layers
-        b = 1 if self.bias else 0
-        n_norm = {"none": 0, "rms": 1, "layer": 2 if self.bias else 1}[self.norm]
-        in_blocks = sum(r * c for _, r, c in self.pair_blocks)
-        emb = m * (self.vocab_size - in_blocks + sum(r + c for _, r, c in self.pair_blocks))
-        if self.pos_emb == "learned":
-            emb += m * self.max_len
-        attn = 4 * m * m + 4 * b * m
-        mlp = K * self.expert_params() + (K * m if K > 1 else 0)
-        block = attn + mlp + 2 * n_norm * m
-        classes = self.num_classes if self.head == "classify" else self.vocab_size
-        assert classes is not None
-        head = 0 if self.tie_embeddings else classes * m + b * classes
-        total = emb + L * block + n_norm * m + head
-        return {"total": total, "active": total - L * (K - k) * self.expert_params()}
+        return bounds.param_counts(self.to_dict())
 
 
 # -- building blocks -----------------------------------------------------------------------

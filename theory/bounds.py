@@ -174,40 +174,18 @@ DENSE_CONSTRUCTION_HEADS = 2
 def dense_construction_width(n_vertices: int) -> int:
     """Width of the one-layer dense solver for length-2 path on |V| vertices: 2|V| + 4.
 
-    The construction is ``constructions/length2.py`` (built by the constructions issue, in
-    parallel with this module): width 2|V| + 4, :data:`DENSE_CONSTRUCTION_HEADS` = 2 heads of
-    dimension |V| + 2, a ReLU MLP of |V| units, no norm, no positions; its module docstring
-    gives its layout (one-hot blocks for the two gathered neighbourhoods, and keys on a
-    circle, R(u) = (cos 2πu/|V|, sin 2πu/|V|)). A test beside the construction should
-    assert it equals this function. An alternative layout that fits in the same width, the
-    one this module was written against (factorized embedding, ``encoding.pair_blocks``):
-
-    =================  ==================================================================
-    coordinates        meaning
-    =================  ==================================================================
-    A = [0, |V|)       edge u→v: e_u (source);  query Q(s,t): −e_s
-    B = [|V|, 2|V|)    edge u→v: e_v (target);  query Q(s,t): −e_t
-    2|V|               BOS flag (1 on BOS)
-    2|V| + 1           query flag (1 on every query token)
-    2|V| + 2           the MLP's verdict Σ_w min(x_w, y_w) is written here
-    2|V| + 3           spare (constant 1 on real tokens; a bias when ``bias=False``)
-    =================  ==================================================================
-
-    Head 1: query −λ·A(x_Q) = λ e_s plus λ on its BOS dimension, keys A(x_j) plus the BOS
-    flag, values B(x_j): it averages e_v over the edges s→v and BOS (BOS's value is 0), and
-    o_proj adds the result, 1_{N(s)}/(deg s + 1), into block A. Head 2 does the same with
-    −λ·B(x_Q) = λ e_t, adding 1_{N(t)}/(deg t + 1) into block B. The query token's own key
-    −e_s scores −λ in head 1 and 0 in head 2, below the λ of matching edges and BOS.
-    At the query position x = −e_s + 1_{N(s)}/(deg s+1) and y = −e_t + 1_{N(t)}/(deg t+1), so
-    min(x_s, y_s) = min(x_t, y_t) = −1 and, for w ∉ {s, t}, min(x_w, y_w) ≥ 1/|V| iff w is a
-    common neighbour, 0 otherwise. The MLP computes Σ_w min(x_w, y_w) = Σ_w x_w −
-    Σ_w ReLU(x_w − y_w) with |V| hidden units; the read-out thresholds it at −2 + 1/(2|V|).
+    The construction is ``constructions/length2.py`` (a test there asserts it equals this
+    function): :data:`DENSE_CONSTRUCTION_HEADS` = 2 heads of dimension |V| + 2, a ReLU MLP of
+    |V| units, no norm, no positions. Its residual stream is two |V|-blocks (the gathered
+    neighbourhoods N(s) and N(t), one-hot) and two 2-dimensional circles carrying the
+    vertices a head matches on, R(u) = (cos 2πu/|V|, sin 2πu/|V|); its docstring proves it
+    exact for sharpness β ≥ 2 ln(2|V|(|V|−1)(|V|+1)) / (1 − cos 2π/|V|).
     """
     return 2 * _positive_int("vertices", n_vertices, 3) + 4
 
 
 def dense_construction_mlp_hidden(n_vertices: int) -> int:
-    """MLP hidden size of the planned construction: |V| units ReLU(x_w − y_w)."""
+    """MLP hidden size of the construction: |V| units ReLU(x_w − y_w)."""
     return _positive_int("vertices", n_vertices, 3)
 
 
@@ -536,40 +514,74 @@ def memorization_min_params(n_facts: int, n_values: int, bits: int) -> int:
     return int(need)
 
 
-def memorizer_params(
-    n_facts: int, experts: int, width: int, n_values: int, *, bias: bool = True
-) -> dict[str, int]:
-    """Parameters of the one-layer MoE memorizer, as functions of N, K and m.
-
-    The design (for the constructions issue to build): a key arrives at the last position as
-    a unit vector x_i ∈ R^m (distinct keys with pairwise ⟨x_i, x_j⟩ ≤ 1 − δ; the embedding
-    and attention that produce it are not counted here). The router (K·m) sends the keys to
-    K experts, at most h = ⌈N/K⌉ each; expert e has one hidden unit per key routed to it,
-    ReLU((⟨x_i, x⟩ − 1 + δ)/δ), which is 1 on x_i and 0 on every other key, and its output
-    column writes the one-hot of y_i into the first |Y| coordinates; the read-out (|Y|·m +
-    b|Y|) reads them off. Counts, with expert = 2 m h + b(h + m)::
-
-        total  = K m + K · expert + |Y| m + b |Y|
-        active = K m +     expert + |Y| m + b |Y|      (top-1)
-
-    So total ≈ 2 m N while active ≈ 2 m N / K + K m, smallest near K = sqrt(2N): the MoE
-    stores as much as the dense memorizer (K = 1, active = total ≈ 2 m N) with about
-    sqrt(2N)/2 times fewer active parameters — the counting bound constrains only the total.
-    The widths need m ≥ |Y| (one-hot values) and m large enough for K routing directions.
-    """
+def memorizer_arch(
+    n_facts: int,
+    experts: int,
+    *,
+    n_first: int,
+    n_last: int,
+    value_bits: int,
+    width: int,
+    hidden: int | None = None,
+) -> Arch:
+    """The architecture of ``constructions.memorizer.build_moe_memorizer``: one layer, one
+    head, no norm, biases; a name is one token of an F × L pair block (plus PAD); K experts of
+    ``hidden`` ReLU units, top-1; a 2^v-way read-out. ``hidden`` defaults to ⌈N/K⌉, the
+    perfectly balanced split (the construction deals first names greedily and reports the
+    hidden size it reached)."""
     n_facts, experts = _positive_int("facts", n_facts), _positive_int("experts", experts)
-    width, n_values = _positive_int("width", width), _positive_int("values", n_values, 2)
-    hidden = -(-n_facts // experts)
-    bias_i = 1 if bias else 0
-    expert = 2 * width * hidden + bias_i * (hidden + width)
-    router = experts * width if experts > 1 else 0
-    readout = n_values * width + bias_i * n_values
-    return {
-        "total": router + experts * expert + readout,
-        "active": router + expert + readout,
-        "expert": expert,
-        "hidden": hidden,
-    }
+    hidden = -(-n_facts // experts) if hidden is None else _positive_int("hidden", hidden)
+    return Arch(
+        vocab_size=1 + _positive_int("n_first", n_first) * _positive_int("n_last", n_last),
+        max_len=1,
+        width=_positive_int("width", width),
+        mlp_hidden=hidden,
+        experts=experts,
+        top_k=1,
+        norm="none",
+        bias=True,
+        num_classes=2 ** _positive_int("value_bits", value_bits),
+        pair_blocks=((1, n_first, n_last),),
+    )
+
+
+def memorizer_params(
+    n_facts: int,
+    experts: int,
+    *,
+    n_first: int,
+    n_last: int,
+    value_bits: int,
+    width: int,
+    hidden: int | None = None,
+) -> dict[str, int]:
+    """Total and active parameters of the MoE memorizer, as functions of N, K and m.
+
+    The construction (``constructions/memorizer.py``) stores each fact in one hidden unit of
+    one expert: 2m + 1 parameters. With h = ⌈N/K⌉ units per expert and
+    expert = 2 m h + h + m, :func:`param_counts` of :func:`memorizer_arch` gives::
+
+        total  = m (1 + F + L) + 4m² + 4m + K · expert + [K > 1] K m + 2^v (m + 1)
+        active = total − (K − 1) · expert
+
+    so total ≈ 2mN stays put as K grows while active ≈ 2mN/K + (the K-independent rest) falls
+    K-fold until the embedding, attention and read-out dominate. The counting bound
+    (:func:`memorization_min_params`) constrains only the total.
+    """
+    arch = memorizer_arch(
+        n_facts,
+        experts,
+        n_first=n_first,
+        n_last=n_last,
+        value_bits=value_bits,
+        width=width,
+        hidden=hidden,
+    )
+    counts = param_counts(arch)
+    assert arch.mlp_hidden is not None
+    counts["hidden"] = arch.mlp_hidden
+    counts["expert"] = 2 * width * arch.mlp_hidden + arch.mlp_hidden + width
+    return counts
 
 
 # == tables ================================================================================

@@ -67,3 +67,21 @@ def test_bad_books_are_rejected(keys, values, message):
 def test_experts_must_be_a_power_of_two():
     with pytest.raises(InputError, match="power of two"):
         build_moe_memorizer(phone_book(np.random.default_rng(0), 10), 3)
+
+
+def test_parameter_counts_equal_the_theory_closed_form():
+    from theory import bounds
+
+    book = phone_book(np.random.default_rng(3), 1500, value_bits=6)
+    for k in (1, 4, 16):
+        _, record = build_moe_memorizer(book, k)
+        counts = bounds.memorizer_params(
+            1500,
+            k,
+            n_first=book.n_first,
+            n_last=book.n_last,
+            value_bits=6,
+            width=record.width,
+            hidden=record.expert_hidden,
+        )
+        assert (counts["total"], counts["active"]) == (record.total_params, record.active_params)

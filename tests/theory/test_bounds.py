@@ -198,22 +198,25 @@ def test_memorization_bound_is_the_smallest_p_meeting_the_count(n_facts, values,
 
 def test_memorization_by_hand():
     assert B.memorization_min_params(1000, 1024, 16) == 625  # 1000 * 10 / 16
-    counts = B.memorizer_params(1000, 10, 32, 16, bias=False)
-    # router 320, expert 2 * 32 * 100, read-out 512
+    counts = B.memorizer_params(1000, 10, n_first=63, n_last=32, value_bits=8, width=19)
+    expert = 2 * 19 * 100 + 100 + 19
+    rest = 19 * (1 + 63 + 32) + 4 * 19 * 19 + 4 * 19 + 10 * 19 + 256 * 20
     assert counts == {
-        "total": 320 + 64000 + 512,
-        "active": 320 + 6400 + 512,
-        "expert": 6400,
+        "total": rest + 10 * expert,
+        "active": rest + expert,
+        "expert": expert,
         "hidden": 100,
     }
 
 
-@given(st.integers(1, 5000), st.integers(1, 64), st.integers(16, 64), st.integers(2, 16))
-def test_memorizer_stores_n_facts_within_the_counting_bound(n_facts, experts, width, values):
-    counts = B.memorizer_params(n_facts, experts, width, values)
+@given(st.integers(1, 5000), st.integers(1, 64), st.integers(8, 64), st.integers(1, 12))
+def test_memorizer_stores_n_facts_within_the_counting_bound(n_facts, experts, width, bits):
+    counts = B.memorizer_params(
+        n_facts, experts, n_first=n_facts, n_last=1, value_bits=bits, width=width
+    )
     assert counts["hidden"] * experts >= n_facts  # one hidden unit per fact
     for p in (8, 16, 32):  # a construction that stores N facts cannot beat the count
-        assert counts["total"] >= B.memorization_min_params(n_facts, values, p)
+        assert counts["total"] >= B.memorization_min_params(n_facts, 2**bits, p)
     assert counts["active"] <= counts["total"]
     assert (counts["active"] < counts["total"]) == (experts > 1)
 

@@ -38,8 +38,8 @@ def pack_bits(mask: np.ndarray) -> np.ndarray:
 
 
 def unpack_bits(words: np.ndarray, n: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: uint64 words (..., W) to booleans (..., n)."""
-    words = np.ascontiguousarray(words, dtype="<u8")
+    """Inverse of :func:`pack_bits`: uint64 (or uint32) words (..., W) to booleans (..., n)."""
+    words = np.ascontiguousarray(words, dtype="<u4" if words.dtype == np.uint32 else "<u8")
     as_bytes = words.view(np.uint8)
     return np.unpackbits(as_bytes, axis=-1, bitorder="little", count=n).astype(bool)
 

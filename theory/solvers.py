@@ -49,6 +49,11 @@ def length2_path(graphs: GraphBatch, s: np.ndarray, t: np.ndarray) -> np.ndarray
     return np.any((out_s & in_t) != 0, axis=-1)
 
 
+def _narrow(words: np.ndarray, n: int) -> np.ndarray:
+    """Bitsets of n <= 32 vertices fit uint32 words: half the memory traffic per level."""
+    return words.astype(np.uint32) if n <= 32 else words
+
+
 def _expand(rows: np.ndarray, frontier: np.ndarray, n: int) -> np.ndarray:
     """Bitsets (A, W) of all out-neighbours of the frontier: OR of rows[a, v] over its v."""
     mask = unpack_bits(frontier, n)  # (A, n)
@@ -92,10 +97,10 @@ def _bidirectional_search(
     search as soon as they are decided, and the row arrays are compacted as they thin out.
     """
     batch, n = len(graphs), graphs.n
-    rows_f = graphs.rows
-    rows_b = rows_f if not graphs.directed else graphs.in_rows_all()
+    rows_f = _narrow(graphs.rows, n)
+    rows_b = rows_f if not graphs.directed else _narrow(graphs.in_rows_all(), n)
     idx = np.arange(batch)  # batch index of each instance still in rows_f / rows_b
-    frontier = {True: _singletons(s, n), False: _singletons(t, n)}  # key: forward side?
+    frontier = {True: _narrow(_singletons(s, n), n), False: _narrow(_singletons(t, n), n)}
     seen = {True: frontier[True].copy(), False: frontier[False].copy()}
     levels: dict[bool, list[np.ndarray]] = {True: [], False: []}
     if keep_levels:
@@ -119,7 +124,7 @@ def _bidirectional_search(
         seen[fwd] |= new
         d[fwd] += 1
         if keep_levels:
-            level = np.zeros((batch, num_words(n)), dtype=np.uint64)
+            level = np.zeros((batch, num_words(n)), dtype=new.dtype)
             level[idx] = new
             levels[fwd].append(level)
         touch = new & seen[not fwd]

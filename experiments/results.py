@@ -76,6 +76,35 @@ def append_row(path: str | Path, row: dict[str, Any]) -> None:
         os.close(fd)
 
 
+def repair_torn_tail(path: str | Path) -> int:
+    """Cut a torn last line (a crash mid-``append_row``) off the file; the bytes removed.
+
+    :func:`read_rows` already skips a torn *last* line, but the next :func:`append_row` would
+    bury it mid-file; a writer that resumes a file calls this first.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    data = path.read_bytes()
+    if not data or data.endswith(b"\n"):
+        return 0
+    keep = data.rfind(b"\n") + 1  # 0 if the only line is torn
+    with open(path, "r+b") as f:
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    return len(data) - keep
+
+
+def latest_rows(path: str | Path) -> dict[str, dict[str, Any]]:
+    """run_id -> the last row written for it (a retried run's newer row wins)."""
+    out: dict[str, dict[str, Any]] = {}
+    for row in read_rows(path):
+        if isinstance(row, dict) and isinstance(row.get("run_id"), str):
+            out[row["run_id"]] = row
+    return out
+
+
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
     """All complete rows of a results file; a torn final line (from a crash) is skipped."""
     path = Path(path)

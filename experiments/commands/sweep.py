@@ -1,0 +1,68 @@
+"""``parrots sweep NAME --scale tiny|small|paper``: run a sweep of the catalogue, resumably.
+
+Rows go to ``experiments/results/NAME/SCALE.jsonl`` (one per run; see
+:mod:`experiments.runner`); rerunning the command finishes what a killed run left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from experiments.results import RESULTS_DIR
+from experiments.runner import EXECUTORS, SCRATCH_DIR, run_sweep
+from experiments.sweep import SCALES, SWEEP_NAMES, SweepConfig, get_sweep
+from theory.errors import InputError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="run a sweep (resumable; rows under experiments/results/NAME/)",
+        description="Run the sweep NAME of the catalogue (experiments/sweep.py) at a scale. "
+        "Killed and rerun, it finishes without redoing completed runs.",
+    )
+    p.add_argument("name", help=f"one of {', '.join(SWEEP_NAMES)}")
+    p.add_argument("--scale", default="tiny", help=f"one of {', '.join(SCALES)}")
+    p.add_argument("--config", default=None, help="a SweepConfig JSON file instead of NAME")
+    p.add_argument("--workers", type=int, default=1, help="runs at once (local executor)")
+    p.add_argument("--executor", default="local", choices=EXECUTORS)
+    p.add_argument(
+        "--cluster",
+        default=None,
+        choices=("slurm", "local", "debug"),
+        help="submitit: the backend (default: SLURM if available, else local)",
+    )
+    p.add_argument("--results", default=str(RESULTS_DIR), help="results root folder")
+    p.add_argument("--scratch", default=str(SCRATCH_DIR), help="checkpoints (git-ignored)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    p.add_argument("--list", action="store_true", help="print the runs and exit")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.config is not None:
+        path = Path(args.config)
+        if not path.exists():
+            raise InputError(f"no sweep config at {path}")
+        sweep = SweepConfig.from_json(path.read_text())
+    else:
+        sweep = get_sweep(args.name, args.scale)
+    if args.list:
+        for config in sweep.runs():
+            print(json.dumps(config, sort_keys=True))
+        return 0
+    report = run_sweep(
+        sweep,
+        workers=args.workers,
+        executor=args.executor,
+        results_dir=args.results,
+        scratch_dir=args.scratch,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        submitit_cluster=args.cluster,
+    )
+    print(json.dumps(report.to_dict()))
+    return 0

@@ -1,0 +1,354 @@
+"""The sweep runner: resumable, crash-safe, several runs at once, local or on a cluster.
+
+:func:`run_sweep` expands a :class:`~experiments.sweep.SweepConfig`, skips every run whose id
+already has a row in ``<results>/<sweep>/<scale>.jsonl``, and runs the rest, each through
+:func:`execute_run` in a worker. One process, the runner, writes the rows, one complete line
+per ``append_row`` (a single ``write`` + ``fsync``), so:
+
+* **Killed at any moment** (``kill -9`` included) and restarted, it redoes only the runs that
+  had no row: a run finished before the kill has its row on disk (the write was synced); a run
+  in flight has none and is run again, resuming from the trainer's last checkpoint in its
+  scratch folder. A kill during the write can leave a torn last line; the restarted runner
+  cuts it off (:func:`experiments.results.repair_torn_tail`) before appending, and the run is
+  redone. No row is ever written twice: the runner skips ids it has already written, and an
+  exclusive lock (``flock``, released by the kernel when the holder dies) keeps a second
+  runner off the same file.
+* **A failing run** gets a row with ``"status": "failed"`` and its error, and the sweep goes
+  on. Failed runs are not retried on restart unless ``retry_failed`` (their new row then
+  supersedes the old one: readers take the last row of a run id).
+* **Executors.** ``local`` with ``workers=1`` runs in the runner's process; with more, a
+  ``concurrent.futures.ProcessPoolExecutor`` of spawned workers (each exits within a second
+  if the runner dies). ``submitit`` sends each run as a job through submitit
+  (``pip install 'mixture-of-parrots[cluster]'``): SLURM when available, else submitit's own
+  local executor; rows are still written by the runner, from the jobs' results.
+
+A row::
+
+    {"sweep", "scale", "run_id", "status": "ok" | "failed", "config", "metrics",
+     "curve": {"evals": [[step, accuracy], ...], "final", "best", "first_step_at_0.9"},
+     "seed", "wall_s", "error", "provenance": {git_sha, device, versions (torch …), host, time}}
+
+Scratch (checkpoints, the trainer's metrics) lives under ``runs/sweeps/`` (git-ignored),
+never under ``experiments/results/``; a run's scratch folder is removed once its row is
+written.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from experiments.results import (
+    RESULTS_DIR,
+    append_row,
+    latest_rows,
+    provenance,
+    repair_torn_tail,
+)
+from experiments.sweep import SweepConfig, run_id
+from theory.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+SCRATCH_DIR = REPO / "runs" / "sweeps"  # git-ignored ("runs/")
+EXECUTORS = ("local", "submitit")
+
+
+def results_path(sweep: SweepConfig, results_dir: str | Path = RESULTS_DIR) -> Path:
+    return Path(results_dir) / sweep.name / f"{sweep.scale}.jsonl"
+
+
+# -- one run -------------------------------------------------------------------------------
+
+
+def _curve_summary(evals: list[list[float]]) -> dict[str, Any]:
+    accs = [a for _, a in evals]
+    first = next((int(s) for s, a in evals if a >= 0.9), None)
+    return {
+        "evals": evals,
+        "final": accs[-1] if accs else None,
+        "best": max(accs) if accs else None,
+        "first_step_at_0.9": first,
+    }
+
+
+def execute_run(config: dict[str, Any], sweep: str, scale: str, scratch: str) -> dict[str, Any]:
+    """Run one config and return its row (never raises for a failure of the run itself)."""
+    from experiments.tasks import TASKS
+
+    start = time.perf_counter()
+    rid = run_id(config)
+    base: dict[str, Any] = {"sweep": sweep, "scale": scale, "run_id": rid, "config": config}
+    base["seed"] = config.get("seed")
+    try:
+        if "threads" in config:
+            import torch
+
+            torch.set_num_threads(int(config["threads"]))
+        task = TASKS.get(config.get("task", ""))
+        if task is None:
+            raise InputError(f"unknown task {config.get('task')!r}")
+        metrics, evals = task(config, Path(scratch) / rid)
+        row = {
+            **base,
+            "status": "ok",
+            "metrics": metrics,
+            "curve": _curve_summary(evals),
+            "error": None,
+        }
+        device = metrics.get("device")
+    except Exception as err:  # a failed run is a result too; the sweep goes on
+        tail = traceback.format_exc(limit=-3)
+        row = {
+            **base,
+            "status": "failed",
+            "metrics": {},
+            "curve": _curve_summary([]),
+            "error": f"{type(err).__name__}: {err}",
+            "traceback": tail[-2000:],
+        }
+        device = None
+    row["wall_s"] = round(time.perf_counter() - start, 3)
+    row["provenance"] = provenance(device if isinstance(device, str) else None)
+    return row
+
+
+# -- executors -----------------------------------------------------------------------------
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initializer: leave (within a second) when the runner that spawned us dies."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class Handle:
+    """What an executor returns per run: ``done()`` and ``result()`` (a Future or a job)."""
+
+    def done(self) -> bool:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+    def result(self) -> dict[str, Any]:  # pragma: no cover - protocol
+        raise NotImplementedError
+
+
+@dataclass
+class LocalExecutor:
+    """``workers`` spawned processes on this machine (CPU, or one GPU shared by them)."""
+
+    workers: int
+
+    def __enter__(self) -> LocalExecutor:
+        self._pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=get_context("spawn"),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def submit(self, fn: Callable[..., dict[str, Any]], *args: Any) -> Any:
+        return self._pool.submit(fn, *args)
+
+
+@dataclass
+class SubmititExecutor:
+    """Each run a submitit job: SLURM where ``sbatch`` exists (``cluster=None``), or
+    ``cluster="local"`` / ``"debug"`` to test the path on one machine."""
+
+    folder: Path
+    cluster: str | None = None
+    parameters: dict[str, Any] | None = None
+
+    def __enter__(self) -> SubmititExecutor:
+        try:
+            import submitit
+        except ImportError as err:
+            raise InputError(
+                "--executor submitit needs the 'submitit' package: "
+                "pip install submitit (or pip install 'mixture-of-parrots[cluster]')"
+            ) from err
+        self._executor = submitit.AutoExecutor(folder=str(self.folder), cluster=self.cluster)
+        params = {"timeout_min": 60, **(self.parameters or {})}
+        self._executor.update_parameters(**params)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def submit(self, fn: Callable[..., dict[str, Any]], *args: Any) -> Any:
+        return self._executor.submit(fn, *args)
+
+
+# -- the sweep -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            raise InputError(f"another runner holds {lock_path}; wait for it to finish") from err
+        yield
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    path: Path
+    total: int
+    skipped: int  # already had a row
+    ran: int
+    failed: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "results": str(self.path),
+            "runs": self.total,
+            "skipped": self.skipped,
+            "ran": self.ran,
+            "failed": self.failed,
+            "seconds": round(self.seconds, 1),
+        }
+
+
+def pending_runs(
+    sweep: SweepConfig, path: Path, retry_failed: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """The runs that still need a row, and how many already have one."""
+    have = latest_rows(path)
+    todo = []
+    for config in sweep.runs():
+        row = have.get(run_id(config))
+        if row is None or (retry_failed and row.get("status") != "ok"):
+            todo.append(config)
+    return todo, len(sweep.runs()) - len(todo)
+
+
+def run_sweep(
+    sweep: SweepConfig,
+    *,
+    workers: int = 1,
+    executor: str = "local",
+    results_dir: str | Path = RESULTS_DIR,
+    scratch_dir: str | Path = SCRATCH_DIR,
+    retry_failed: bool = False,
+    progress: bool = True,
+    submitit_cluster: str | None = None,
+    poll_s: float = 0.2,
+) -> SweepReport:
+    """Run every run of ``sweep`` that has no row yet; see the module docstring."""
+    from tqdm import tqdm
+
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise InputError(f"workers must be a positive integer, got {workers!r}")
+    if executor not in EXECUTORS:
+        raise InputError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    started = time.perf_counter()
+    path = results_path(sweep, results_dir)
+    scratch = Path(scratch_dir) / sweep.name / sweep.scale
+    with _exclusive(scratch / "runner.lock"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        repair_torn_tail(path)
+        spec = path.with_suffix(".sweep.json")
+        tmp = spec.with_suffix(".tmp")
+        tmp.write_text(sweep.to_json() + "\n")
+        os.replace(tmp, spec)
+        todo, skipped = pending_runs(sweep, path, retry_failed)
+        written: set[str] = set()
+        failed = 0
+        bar = tqdm(
+            total=skipped + len(todo),
+            initial=skipped,
+            desc=f"{sweep.name}/{sweep.scale}",
+            disable=not progress,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+        def record(row: dict[str, Any]) -> None:
+            nonlocal failed
+            if row["run_id"] in written:  # never twice, whatever an executor does
+                return
+            append_row(path, row)
+            written.add(row["run_id"])
+            failed += row["status"] != "ok"
+            if row["status"] == "ok":
+                shutil.rmtree(scratch / row["run_id"], ignore_errors=True)
+            bar.update(1)
+            bar.set_postfix(failed=failed)
+
+        args = (sweep.name, sweep.scale, str(scratch))
+        try:
+            if executor == "local" and workers == 1:
+                for config in todo:
+                    record(execute_run(config, *args))
+            else:
+                pool: Any = (
+                    LocalExecutor(workers)
+                    if executor == "local"
+                    else SubmititExecutor(scratch / "submitit", submitit_cluster)
+                )
+                with pool:
+                    handles = [(c, pool.submit(execute_run, c, *args)) for c in todo]
+                    while handles:
+                        still = []
+                        for config, handle in handles:
+                            if not handle.done():
+                                still.append((config, handle))
+                                continue
+                            try:
+                                row = handle.result()
+                            except Exception as err:  # the worker/job itself died
+                                row = _infrastructure_failure(config, sweep, err)
+                            record(row)
+                        handles = still
+                        if handles:
+                            time.sleep(poll_s)
+        finally:
+            bar.close()
+    return SweepReport(
+        path, skipped + len(todo), skipped, len(written), failed, time.perf_counter() - started
+    )
+
+
+def _infrastructure_failure(
+    config: dict[str, Any], sweep: SweepConfig, err: BaseException
+) -> dict[str, Any]:
+    return {
+        "sweep": sweep.name,
+        "scale": sweep.scale,
+        "run_id": run_id(config),
+        "config": config,
+        "seed": config.get("seed"),
+        "status": "failed",
+        "metrics": {},
+        "curve": _curve_summary([]),
+        "error": f"worker died: {type(err).__name__}: {err}",
+        "wall_s": None,
+        "provenance": provenance(),
+    }

@@ -1,0 +1,175 @@
+"""The runner: resume after a crash (a real kill -9 included) with complete, unique rows;
+failed runs recorded and the sweep going on; the lock; the submitit path."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from experiments.cli import main
+from experiments.results import latest_rows, read_rows
+from experiments.runner import _exclusive, results_path, run_sweep
+from experiments.sweep import Grid, SweepConfig, run_id
+from theory.errors import InputError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def selftest(n: int, sleep: float = 0.0, failing: tuple[int, ...] = ()) -> SweepConfig:
+    """n runs of the no-training task; the runs with value in ``failing`` raise."""
+    fine = [v for v in range(n) if v not in failing]
+    grids = [Grid("ok", axes={"value": fine})]
+    if failing:
+        grids.append(Grid("bad", fixed={"fail": True}, axes={"value": list(failing)}))
+    return SweepConfig(
+        name="selftest", scale="tiny", task="selftest", fixed={"sleep": sleep}, grids=tuple(grids)
+    )
+
+
+def check_complete(sweep: SweepConfig, path: Path) -> list[dict]:
+    rows = read_rows(path)
+    ids = [r["run_id"] for r in rows]
+    assert len(ids) == len(set(ids)), "a run was written twice"
+    assert set(ids) == {run_id(c) for c in sweep.runs()}
+    for r in rows:
+        assert r["run_id"] == run_id(r["config"])
+        assert {"config", "metrics", "curve", "seed", "wall_s", "provenance"} <= set(r)
+        assert r["provenance"]["git_sha"] is None or len(r["provenance"]["git_sha"]) >= 40
+    return rows
+
+
+def test_sweep_writes_one_row_per_run_and_a_rerun_does_nothing(tmp_path: Path) -> None:
+    sweep = selftest(5)
+    report = run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
+    assert (report.ran, report.skipped, report.failed) == (5, 0, 0)
+    rows = check_complete(sweep, report.path)
+    assert sorted(r["metrics"]["square"] for r in rows) == [0, 1, 4, 9, 16]
+    assert SweepConfig.from_json(report.path.with_suffix(".sweep.json").read_text()) == sweep
+    again = run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
+    assert (again.ran, again.skipped) == (0, 5)
+    assert len(read_rows(report.path)) == 5
+
+
+def test_torn_last_line_is_cut_and_its_run_redone(tmp_path: Path) -> None:
+    sweep = selftest(4)
+    kw = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s", "progress": False}
+    path = run_sweep(sweep, **kw).path
+    lines = path.read_bytes().splitlines(keepends=True)
+    # a crash during the last append: the last row is half written, no newline
+    path.write_bytes(b"".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    assert len(read_rows(path)) == 3  # the reader skips the torn line
+    report = run_sweep(sweep, **kw)
+    assert (report.ran, report.skipped) == (1, 3)
+    check_complete(sweep, path)
+
+
+def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    sweep = selftest(6, failing=(1, 4))
+    kw = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s", "progress": False}
+    report = run_sweep(sweep, **kw)
+    assert (report.ran, report.failed) == (6, 2)
+    rows = check_complete(sweep, report.path)
+    bad = [r for r in rows if r["status"] == "failed"]
+    assert sorted(r["config"]["value"] for r in bad) == [1, 4]
+    assert all("fails on purpose" in r["error"] and r["metrics"] == {} for r in bad)
+    assert all(r["error"] is None for r in rows if r["status"] == "ok")
+    assert run_sweep(sweep, **kw).ran == 0  # failures are results: not retried by default
+    retry = run_sweep(sweep, retry_failed=True, **kw)
+    assert (retry.ran, retry.failed) == (2, 2)
+    assert len(read_rows(report.path)) == 8 and len(latest_rows(report.path)) == 6
+
+
+def test_a_second_runner_on_the_same_sweep_is_refused(tmp_path: Path) -> None:
+    sweep = selftest(2)
+    with _exclusive(tmp_path / "s" / "selftest" / "tiny" / "runner.lock"):
+        with pytest.raises(InputError, match="another runner"):
+            run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
+
+
+def test_kill_9_mid_sweep_then_restart_finishes_with_complete_unique_rows(
+    tmp_path: Path,
+) -> None:
+    """A real runner process with 2 worker processes, SIGKILLed mid-sweep, then restarted."""
+    sweep = selftest(16, sleep=0.4, failing=(5,))
+    spec = tmp_path / "sweep.json"
+    spec.write_text(sweep.to_json())
+    path = results_path(sweep, tmp_path / "r")
+    code = (
+        "import sys; from pathlib import Path; from experiments.runner import run_sweep; "
+        "from experiments.sweep import SweepConfig; "
+        "s = SweepConfig.from_json(Path(sys.argv[1]).read_text()); "
+        "run_sweep(s, workers=2, results_dir=sys.argv[2], scratch_dir=sys.argv[3], "
+        "progress=False)"
+    )
+    args = [sys.executable, "-c", code, str(spec), str(tmp_path / "r"), str(tmp_path / "s")]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 90
+        while len(read_rows(path)) < 3:
+            assert proc.poll() is None, "the runner ended before it could be killed"
+            assert time.monotonic() < deadline, "the runner wrote no rows in 90 s"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    before = read_rows(path)
+    assert 3 <= len(before) < 16, "the kill should land mid-sweep"
+    # and as if the kill had also torn a row mid-write
+    with open(path, "ab") as f:
+        f.write(b'{"sweep": "selftest", "run_id": "torn')
+    report = run_sweep(
+        sweep, workers=1, results_dir=tmp_path / "r", scratch_dir=tmp_path / "s", progress=False
+    )
+    assert report.skipped == len(before) and report.ran == 16 - len(before)
+    rows = check_complete(sweep, path)
+    assert len(rows) == 16
+    assert [r["config"]["value"] for r in rows if r["status"] == "failed"] == [5]
+    assert json.loads(path.read_text().splitlines()[-1])  # no torn line left behind
+
+
+def test_cli_lists_runs_and_reports_bad_input_as_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["sweep", "selftest", "--scale", "tiny", "--list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 6 and all(json.loads(x)["task"] == "selftest" for x in lines)
+    assert main(["sweep", "nope"]) == 2
+    assert "unknown sweep" in capsys.readouterr().err
+    assert main(["sweep", "selftest", "--workers", "0", "--results", str(tmp_path)]) == 2
+
+
+def test_submitit_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "submitit", None)  # import submitit -> ImportError
+    with pytest.raises(InputError, match="pip install submitit"):
+        run_sweep(
+            selftest(2),
+            executor="submitit",
+            results_dir=tmp_path,
+            scratch_dir=tmp_path / "s",
+            progress=False,
+        )
+
+
+@pytest.mark.slow
+def test_submitit_local_executor_runs_the_sweep(tmp_path: Path) -> None:
+    pytest.importorskip("submitit")
+    sweep = selftest(3, failing=(2,))
+    report = run_sweep(
+        sweep,
+        executor="submitit",
+        submitit_cluster="local",
+        results_dir=tmp_path / "r",
+        scratch_dir=tmp_path / "s",
+        progress=False,
+    )
+    assert (report.ran, report.failed) == (3, 1)
+    check_complete(sweep, report.path)

@@ -1,0 +1,101 @@
+"""Tiny real sweeps through the runner: the trained tasks learn, and their rows carry the
+theory's parameter counts, a learning curve and the width-threshold contract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from experiments.results import read_rows
+from experiments.runner import run_sweep
+from experiments.sweep import Grid, SweepConfig
+from paper_figures.explorer import load_empirical
+from theory.bounds import graph_arch, param_counts
+
+
+@pytest.mark.slow  # ~5 s alone, ~30 s on a loaded 2-core machine
+def test_tiny_phonebook_sweep_memorizes_and_counts_parameters_like_theory(
+    tmp_path: Path,
+) -> None:
+    sweep = SweepConfig(
+        name="memorization",
+        scale="tiny",
+        task="phonebook",
+        fixed={
+            "entries": 48,
+            "width": 16,
+            "mlp_hidden": 32,
+            "value_bits": 6,
+            "top_k": 1,
+            "steps": 120,
+            "batch": 64,
+            "lr": 2e-2,
+            "eval_interval": 40,
+            "threads": 1,
+        },
+        axes={"experts": [1, 2]},
+    )
+    report = run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
+    assert report.failed == 0
+    rows = {r["config"]["experts"]: r for r in read_rows(report.path)}
+    for k, row in rows.items():
+        m = row["metrics"]
+        assert m["recall"] >= 0.9, f"K={k} recalled only {m['recall']:.2f} of 48 entries"
+        assert m["entries_memorized"] == round(m["recall"] * 48)
+        assert m["bits_per_total_param"] == pytest.approx(m["bits_stored"] / m["total_params"])
+        assert [s for s, _ in row["curve"]["evals"]] == [40, 80, 120]
+    # K experts of the same size: K − 1 more experts (2·16·32 + 32 + 16 each) and a router
+    expert = 2 * 16 * 32 + 32 + 16
+    assert rows[2]["metrics"]["total_params"] - rows[1]["metrics"]["total_params"] == (
+        expert + 2 * 16
+    )
+    assert rows[2]["metrics"]["active_params"] - rows[1]["metrics"]["active_params"] == 2 * 16
+    assert not (tmp_path / "s" / "memorization" / "tiny" / rows[1]["run_id"]).exists()
+
+
+def test_tiny_length2_and_threshold_rows(tmp_path: Path) -> None:
+    common = {
+        "vertices": 5,
+        "heads": 2,
+        "layers": 1,
+        "top_k": 1,
+        "experts": 1,
+        "threads": 1,
+        "steps": 20,
+        "batch": 32,
+        "lr": 3e-3,
+        "eval_size": 128,
+        "eval_interval": 10,
+    }
+    sweep = SweepConfig(
+        name="mixed",
+        scale="tiny",
+        task="length2",
+        fixed=common,
+        grids=(Grid("dense", axes={"width": [8]}),),
+    )
+    report = run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
+    (row,) = read_rows(report.path)
+    assert row["status"] == "ok"
+    theory = param_counts(graph_arch(5, 8, heads=2, layers=1))
+    assert row["metrics"]["total_params"] == theory["total"]
+    assert row["metrics"]["active_params"] == theory["active"]
+    assert 0.0 <= row["metrics"]["accuracy"] <= 1.0 and len(row["curve"]["evals"]) == 2
+
+    thresholds = SweepConfig(
+        name="threshold",
+        scale="tiny",
+        task="threshold",
+        fixed={**common, "widths": [4, 8]},
+        axes={"target": [0.01, 1.0]},
+    )
+    report = run_sweep(thresholds, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
+    rows = {r["config"]["target"]: r["metrics"] for r in read_rows(report.path)}
+    assert rows[0.01]["width_threshold"] == 4  # any model beats 1%: the first width
+    assert set(rows[0.01]["accuracy_by_width"]) == {"4"}
+    assert rows[1.0]["width_threshold"] is None  # 20 steps never reach 100% on 128 graphs
+    assert set(rows[1.0]["accuracy_by_width"]) == {"4", "8"}
+    # the explorer's overlay contract: only the row with a number is a point
+    points = load_empirical(tmp_path)
+    assert [(p["vertices"], p["experts"], p["width"]) for p in points] == [(5, 1, 4.0)]

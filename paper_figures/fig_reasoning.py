@@ -1,0 +1,134 @@
+"""Length-2 path: held-out accuracy against total parameters (dense widths, MoE expert counts,
+MoE parameter-matched to the widest dense model), and against K at a fixed active width.
+
+Reads ``experiments/results/reasoning/<scale>.jsonl`` (the largest scale present), written by
+``parrots sweep reasoning --scale small``. Mean ± std over seeds; one row of panels per depth.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from paper_figures.sweep_rows import RESULTS_DIR, mean_std, save, sweep_rows
+
+
+def _acc(row: dict[str, Any]) -> float:
+    return float(row["metrics"]["accuracy"])
+
+
+def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
+    rows, path = sweep_rows("reasoning", results_dir)
+    if not rows:
+        print("fig_reasoning: no rows in experiments/results/reasoning/; skipped")
+        return []
+    assert path is not None
+    layers = sorted({int(r["config"]["layers"]) for r in rows})
+    vertices = sorted({int(r["config"]["vertices"]) for r in rows})
+    fig = Figure(figsize=(11, 4.2 * len(layers)))
+    axes = fig.subplots(len(layers), 2, squeeze=False)
+    markers = dict(zip(vertices, ("o", "s", "^", "D"), strict=False))
+    for i, depth in enumerate(layers):
+        ax_p, ax_k = axes[i]
+        for n in vertices:
+            sel = [
+                r for r in rows if r["config"]["layers"] == depth and r["config"]["vertices"] == n
+            ]
+            dense = [r for r in sel if r["config"]["grid"] == "dense"]
+            moe = [r for r in sel if r["config"]["grid"] == "moe"]
+            matched = [r for r in sel if r["config"]["grid"].startswith("matched")]
+            mk = markers[n]
+            stats = mean_std(
+                dense, lambda r: (r["metrics"]["total_params"], r["config"]["width"]), _acc
+            )
+            if stats:
+                xs = [k[0] for k in stats]
+                ax_p.errorbar(
+                    xs,
+                    [v[0] for v in stats.values()],
+                    yerr=[v[1] for v in stats.values()],
+                    color="black",
+                    marker=mk,
+                    capsize=2,
+                    label=f"dense, widths (|V|={n})",
+                )
+                for (x, w), (y, _, _) in stats.items():
+                    ax_p.annotate(
+                        f"m={w}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7
+                    )
+            for top_k, colour in ((1, "tab:blue"), (2, "tab:orange")):
+                part = [r for r in moe if r["config"]["top_k"] == top_k]
+                stats = mean_std(
+                    part, lambda r: (r["metrics"]["total_params"], r["config"]["experts"]), _acc
+                )
+                if not stats:
+                    continue
+                width = part[0]["config"]["width"]
+                label = f"MoE m={width}, top-{top_k}, K=" + ",".join(str(k[1]) for k in stats)
+                ax_p.errorbar(
+                    [k[0] for k in stats],
+                    [v[0] for v in stats.values()],
+                    yerr=[v[1] for v in stats.values()],
+                    color=colour,
+                    marker=mk,
+                    ls="--",
+                    capsize=2,
+                    label=label,
+                )
+                by_k = mean_std(part, lambda r: r["config"]["experts"], _acc)
+                ax_k.errorbar(
+                    list(by_k),
+                    [v[0] for v in by_k.values()],
+                    yerr=[v[1] for v in by_k.values()],
+                    color=colour,
+                    marker=mk,
+                    capsize=2,
+                    label=f"MoE top-{top_k}, active width {width} (|V|={n})",
+                )
+                ref = mean_std(
+                    [r for r in dense if r["config"]["width"] == width], lambda r: 1, _acc
+                )
+                if ref and top_k == 1:
+                    y, s, _ = ref[1]
+                    ax_k.errorbar(
+                        [1],
+                        [y],
+                        yerr=[s],
+                        color="black",
+                        marker=mk,
+                        capsize=2,
+                        label=f"dense m={width} (K=1)",
+                    )
+            stats = mean_std(
+                matched, lambda r: (r["metrics"]["total_params"], r["config"]["experts"]), _acc
+            )
+            if stats:
+                ref_w = matched[0]["config"]["matched_dense_width"]
+                ax_p.errorbar(
+                    [k[0] for k in stats],
+                    [v[0] for v in stats.values()],
+                    yerr=[v[1] for v in stats.values()],
+                    color="tab:red",
+                    marker=mk,
+                    ls="",
+                    capsize=2,
+                    label=f"MoE matched to dense m={ref_w} (K="
+                    + ",".join(str(k[1]) for k in stats)
+                    + ")",
+                )
+        for ax in (ax_p, ax_k):
+            ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+            ax.set_ylabel("held-out accuracy")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="upper left")
+        ax_p.set_xscale("log")
+        ax_p.set_xlabel("total parameters")
+        ax_p.set_title(f"{depth} layer(s): accuracy vs total parameters", fontsize=10)
+        ax_k.set_xscale("log", base=2)
+        ax_k.set_xlabel("experts K (fixed active width)")
+        ax_k.set_title(f"{depth} layer(s): accuracy vs K at fixed active width", fontsize=10)
+    fig.suptitle(f"Balanced length-2 path ({path.parent.name}/{path.name})", fontsize=11)
+    fig.tight_layout()
+    return save(fig, out_dir, "fig_reasoning")

@@ -1,0 +1,157 @@
+"""The sweep figures render (PNG and PDF) from small fixture result files written here, and
+skip with a message when their file is absent."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from paper_figures import fig_memorization, fig_precision, fig_reasoning, fig_threshold
+from paper_figures.explorer import load_empirical
+from paper_figures.registry import figure_makers
+from paper_figures.sweep_rows import mean_std, sweep_rows
+
+
+def write(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def row(sweep: str, i: int, config: dict, metrics: dict, status: str = "ok") -> dict:
+    return {
+        "sweep": sweep,
+        "run_id": f"{sweep}{i}",
+        "status": status,
+        "config": config,
+        "metrics": metrics,
+    }
+
+
+def reasoning_rows() -> list[dict]:
+    out, i = [], 0
+    for layers in (1, 2):
+        for seed in (0, 1):
+            base = {"layers": layers, "vertices": 8, "seed": seed, "top_k": 1}
+            for w in (8, 16):
+                out.append(
+                    row(
+                        "r",
+                        i := i + 1,
+                        {**base, "grid": "dense", "width": w, "experts": 1},
+                        {"accuracy": 0.5 + w / 100 + seed / 100, "total_params": 100 * w},
+                    )
+                )
+            for k in (2, 4):
+                for top_k in (1, 2):
+                    out.append(
+                        row(
+                            "r",
+                            i := i + 1,
+                            {**base, "grid": "moe", "width": 8, "experts": k, "top_k": top_k},
+                            {"accuracy": 0.55, "total_params": 700 + 100 * k},
+                        )
+                    )
+            out.append(
+                row(
+                    "r",
+                    i := i + 1,
+                    {
+                        **base,
+                        "grid": f"matched_L{layers}_V8_K2",
+                        "width": 10,
+                        "experts": 2,
+                        "matched_dense_width": 16,
+                    },
+                    {"accuracy": 0.6, "total_params": 1590},
+                )
+            )
+    out.append(row("r", 999, {"layers": 1, "vertices": 8, "grid": "dense"}, {}, "failed"))
+    return out
+
+
+def test_sweep_figures_render_png_and_pdf_from_fixture_rows(tmp_path: Path) -> None:
+    res, out = tmp_path / "results", tmp_path / "out"
+    write(res / "reasoning" / "small.jsonl", reasoning_rows())
+    mem = [
+        row(
+            "m",
+            i,
+            {"entries": n, "experts": k, "width": 16, "mlp_hidden": 32, "seed": 0},
+            {
+                "entries_memorized": min(n, 100 * k),
+                "total_params": 1000 * k,
+                "bits_per_total_param": 0.8,
+                "bits_per_active_param": 0.8 * k,
+            },
+        )
+        for i, (n, k) in enumerate((n, k) for n in (128, 512) for k in (1, 2, 4))
+    ]
+    write(res / "memorization" / "small.jsonl", mem)
+    thr = [
+        row(
+            "t",
+            v,
+            {"vertices": v, "experts": 1, "heads": 2, "layers": 2, "target": 0.95},
+            {"width_threshold": w, "max_width_tried": 32},
+        )
+        for v, w in ((5, 8), (6, 16), (8, None))
+    ]
+    write(res / "threshold" / "small.jsonl", thr)
+    study = {
+        "rows": [
+            {
+                "vertices": n,
+                "dtype": d,
+                "instances": 10,
+                "exact_at_provable_sharpness": d == "float64",
+                "errors_at_provable_sharpness": 0 if d == "float64" else n // 4,
+                "smallest_exact_scale": 0.25 if d == "float64" else None,
+            }
+            for n in (4, 8, 16)
+            for d in ("float64", "float16")
+        ],
+        "summary": {},
+    }
+    write(res / "constructions" / "length2_precision.jsonl", [study])
+    made = []
+    for module in (fig_reasoning, fig_memorization, fig_threshold, fig_precision):
+        paths = module.make(out, results_dir=res)
+        assert [p.suffix for p in paths] == [".png", ".pdf"]
+        assert all(p.stat().st_size > 5000 for p in paths)
+        made += paths
+    assert len({p.name for p in made}) == 8
+    # the threshold rows meet the explorer's overlay contract: two points, not the miss
+    assert sorted((p["vertices"], p["width"]) for p in load_empirical(res)) == [(5, 8), (6, 16)]
+
+
+def test_figures_skip_with_a_message_when_results_are_absent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in (fig_reasoning, fig_memorization, fig_threshold, fig_precision):
+        assert module.make(tmp_path / "out", results_dir=tmp_path) == []
+    assert capsys.readouterr().out.count("skipped") == 4
+
+
+def test_sweep_rows_take_the_largest_scale_and_the_last_row_of_a_run(tmp_path: Path) -> None:
+    write(tmp_path / "s" / "tiny.jsonl", [row("s", 1, {}, {"x": 1})])
+    assert sweep_rows("s", tmp_path)[1] == tmp_path / "s" / "tiny.jsonl"
+    first = row("s", 1, {}, {"x": 1}, "failed")
+    write(tmp_path / "s" / "small.jsonl", [first, row("s", 1, {}, {"x": 2})])
+    with open(tmp_path / "s" / "small.jsonl", "a") as f:
+        f.write('{"torn')
+    rows, path = sweep_rows("s", tmp_path)
+    assert path == tmp_path / "s" / "small.jsonl"
+    assert [r["metrics"]["x"] for r in rows] == [2]
+    stats = mean_std(
+        [{"k": 1, "v": 1.0}, {"k": 1, "v": 3.0}, {"k": 0, "v": 5.0}],
+        lambda r: r["k"],
+        lambda r: r["v"],
+    )
+    assert list(stats) == [0, 1] and stats[1][:2] == (2.0, pytest.approx(2**0.5))
+
+
+def test_every_sweep_figure_is_registered() -> None:
+    names = set(figure_makers())
+    assert {"fig_reasoning", "fig_memorization", "fig_threshold", "fig_precision"} <= names

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_sweep_writes_one_row_per_run_and_a_rerun_does_nothing(tmp_path: Path) -
 
 def test_torn_last_line_is_cut_and_its_run_redone(tmp_path: Path) -> None:
     sweep = selftest(4)
-    kw = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s", "progress": False}
+    kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s", "progress": False}
     path = run_sweep(sweep, **kw).path
     lines = path.read_bytes().splitlines(keepends=True)
     # a crash during the last append: the last row is half written, no newline
@@ -72,7 +73,7 @@ def test_torn_last_line_is_cut_and_its_run_redone(tmp_path: Path) -> None:
 
 def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     sweep = selftest(6, failing=(1, 4))
-    kw = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s", "progress": False}
+    kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s", "progress": False}
     report = run_sweep(sweep, **kw)
     assert (report.ran, report.failed) == (6, 2)
     rows = check_complete(sweep, report.path)
@@ -132,6 +133,7 @@ def test_kill_9_mid_sweep_then_restart_finishes_with_complete_unique_rows(
     assert report.skipped == len(before) and report.ran == 16 - len(before)
     rows = check_complete(sweep, path)
     assert len(rows) == 16
+    print(f"kill -9 after {len(before)} of 16 rows; the restart ran {report.ran}")
     assert [r["config"]["value"] for r in rows if r["status"] == "failed"] == [5]
     assert json.loads(path.read_text().splitlines()[-1])  # no torn line left behind
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from paper_figures.sweep_rows import RESULTS_DIR, mean_std, save, sweep_rows
 
@@ -124,6 +125,7 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
             ax.grid(alpha=0.3)
             ax.legend(fontsize=7, loc="upper left")
         ax_p.set_xscale("log")
+        ax_p.xaxis.set_minor_formatter(NullFormatter())  # the 2×10^3, 3×10^3 … labels collide
         ax_p.set_xlabel("total parameters")
         ax_p.set_title(f"{depth} layer(s): accuracy vs total parameters", fontsize=10)
         ax_k.set_xscale("log", base=2)

@@ -167,14 +167,26 @@ def build_length2(
 
 
 @torch.no_grad()
-def predict(model: Transformer, instances: Instances, batch_size: int = 4096) -> np.ndarray:
-    """The model's yes/no answers (class 1 > class 0) through its real forward pass."""
-    out = []
-    for start in range(0, len(instances), batch_size):
-        part = instances[slice(start, start + batch_size)]
+def predict(
+    model: Transformer, instances: Instances, tokens_per_batch: int = 1 << 19
+) -> np.ndarray:
+    """The model's yes/no answers (class 1 > class 0) through its real forward pass.
+
+    Instances are batched longest first by edge count, so a batch pads to similar lengths
+    and holds about ``tokens_per_batch`` tokens.
+    """
+    order = np.argsort(-instances.graphs.num_edges(), kind="stable")
+    out = np.zeros(len(instances), dtype=bool)
+    start = 0
+    while start < len(order):
+        longest = 2 + 2 * int(instances.graphs[order[start : start + 1]].num_edges()[0])
+        size = max(1, tokens_per_batch // max(longest, 1))
+        idx = order[start : start + size]
+        part = instances[idx]
         logits = model(torch.from_numpy(encoding.encode(part)))
-        out.append((logits[:, 1] > logits[:, 0]).numpy())
-    return np.concatenate(out) if out else np.zeros(0, dtype=bool)
+        out[idx] = (logits[:, 1] > logits[:, 0]).numpy()
+        start += size
+    return out
 
 
 def all_instances(n: int, graphs_per_chunk: int = 2048):
@@ -211,6 +223,7 @@ def precision_sample(n: int, count: int, rng: np.random.Generator) -> Instances:
     """The study's sample: balanced instances plus star, complete and G(n, p) graphs (the
     extremes of degree), so both high- and low-degree neighbourhoods are exercised."""
     parts = [sample("length2", "balanced", rng, n, count)]
-    parts += [sample("length2", fam, rng, n, max(1, count // 20)) for fam in ("star", "complete")]
-    parts.append(sample("length2", "er", rng, n, max(1, count // 10), edge_prob=0.5))
+    parts.append(sample("length2", "star", rng, n, max(1, count // 20)))
+    parts.append(sample("length2", "complete", rng, n, max(1, count // 100)))
+    parts.append(sample("length2", "er", rng, n, max(1, count // 50), edge_prob=0.5))
     return concat_instances(parts)

@@ -53,6 +53,7 @@ from typing import Any
 from experiments.results import (
     RESULTS_DIR,
     append_row,
+    git_sha,
     latest_rows,
     provenance,
     repair_torn_tail,
@@ -83,8 +84,14 @@ def _curve_summary(evals: list[list[float]]) -> dict[str, Any]:
     }
 
 
-def execute_run(config: dict[str, Any], sweep: str, scale: str, scratch: str) -> dict[str, Any]:
-    """Run one config and return its row (never raises for a failure of the run itself)."""
+def execute_run(
+    config: dict[str, Any], sweep: str, scale: str, scratch: str, code_sha: str | None = None
+) -> dict[str, Any]:
+    """Run one config and return its row (never raises for a failure of the run itself).
+
+    ``code_sha``: the commit the runner started from (its workers import that code); it
+    replaces the SHA ``provenance`` reads at write time, which a commit made while a long
+    sweep runs would otherwise move."""
     from experiments.tasks import TASKS
 
     start = time.perf_counter()
@@ -121,6 +128,8 @@ def execute_run(config: dict[str, Any], sweep: str, scale: str, scratch: str) ->
         device = None
     row["wall_s"] = round(time.perf_counter() - start, 3)
     row["provenance"] = provenance(device if isinstance(device, str) else None)
+    if code_sha is not None:
+        row["provenance"]["git_sha"] = code_sha
     return row
 
 
@@ -302,7 +311,7 @@ def run_sweep(
             bar.update(1)
             bar.set_postfix(failed=failed)
 
-        args = (sweep.name, sweep.scale, str(scratch))
+        args = (sweep.name, sweep.scale, str(scratch), git_sha())
         try:
             if executor == "local" and workers == 1:
                 for config in todo:

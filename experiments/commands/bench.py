@@ -8,6 +8,7 @@ import json
 import pkgutil
 
 from experiments import benchmarks
+from experiments.results import append_row, provenance
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         module = importlib.import_module(f"{benchmarks.__name__}.{info.name}")
         q = inner.add_parser(info.name, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(q)
-        q.add_argument("--json", action="store_true", help="print only the JSON object")
+        q.add_argument("--json", action="store_true", help="print the JSON object on one line")
+        q.add_argument(
+            "--save", metavar="FILE", help="also append the result, with provenance, to FILE"
+        )
         q.set_defaults(func=run, bench_run=module.run)
     p.set_defaults(func=run)
 
@@ -29,4 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     result = args.bench_run(args)
     print(json.dumps(result, indent=None if args.json else 2))
+    if args.save:
+        row = {"benchmark": args.benchmark, "result": result, "provenance": provenance()}
+        append_row(args.save, row)
     return 0

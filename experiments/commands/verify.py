@@ -152,10 +152,15 @@ def _precision(args: argparse.Namespace) -> dict[str, Any]:
                 bar.update()
     summary = {}
     for name in names:
-        exact = [
-            r["vertices"] for r in rows if r["dtype"] == name and r["exact_at_provable_sharpness"]
-        ]
-        summary[name] = {"largest_exact_n": max(exact) if exact else None}
+        mine = sorted(
+            (r["vertices"], r["exact_at_provable_sharpness"]) for r in rows if r["dtype"] == name
+        )
+        failures = [n for n, exact in mine if not exact]
+        below = [n for n, exact in mine if exact and (not failures or n < failures[0])]
+        summary[name] = {
+            "largest_exact_n_before_first_failure": max(below) if below else None,
+            "failing_n": failures,
+        }
     return {"construction": "length2", "check": "precision", "summary": summary, "rows": rows}
 
 

@@ -1,34 +1,13 @@
 """Forward+backward tokens/s of the MoE layer: grouped dispatch vs dense vs loop vs naive.
 
-For each (width, K, k) it times, in one run on the same input, one training step
-(forward, backward of a random linear functional of the output) of
-
-* ``grouped``: ``models.transformer.MoEMLP`` with ``dispatch="grouped"`` (the fast path);
-* ``loop``: the same layer with ``dispatch="loop"`` (the reference);
-* ``naive``: a 20-line sort-by-expert version (argsort, gather, two ``torch._grouped_mm``,
-  ``index_add``) as the floor the fast path must not fall below;
-* ``dense``: a dense MLP with hidden size k·d_ff, i.e. the same active compute as each
-  token passing through k expert-sized MLPs (the router excepted).
-
-Ratios are tokens/s of ``grouped`` over the others. Defaults: 65,536 tokens, d_ff = 4·width,
-bf16 on CUDA and fp32 on CPU (``--dtype`` to override), the five shapes of issue 7.
+The implementation is :mod:`experiments.moe_bench` (its docstring says what is timed); it is
+imported only when the benchmark runs, so ``parrots`` starts without loading torch.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import platform
-import time
-from collections.abc import Callable
 from typing import Any
-
-import torch
-import torch.nn.functional as F
-from torch import Tensor
-
-from models.transformer import ModelConfig, MoEMLP
-from theory.errors import InputError
 
 SHAPES = ((1024, 16, 2), (1024, 64, 2), (256, 16, 2), (256, 64, 1), (256, 64, 2))
 
@@ -49,152 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
 
 
-def naive_moe(x: Tensor, router: Tensor, w1: Tensor, w2: Tensor, k: int) -> Tensor:
-    """The naive baseline: softmax-top-k routing, argsort, gather, 2 grouped_mm, index_add."""
-    probs = (x @ router.T).float().softmax(-1)
-    weights, experts = probs.topk(k, dim=-1)
-    flat = experts.reshape(-1)
-    order = torch.argsort(flat)
-    tok = order // k
-    offs = torch.cumsum(torch.bincount(flat, minlength=w1.shape[0]), 0).int()
-    h = F.gelu(torch._grouped_mm(x[tok], w1.transpose(-2, -1), offs=offs))
-    y = torch._grouped_mm(h, w2.transpose(-2, -1), offs=offs)
-    y = y * weights.reshape(-1)[order, None].to(y.dtype)
-    return torch.zeros_like(x).index_add_(0, tok, y)
-
-
-def _time(step: Callable[[], None], repeats: int, warmup: int, device: torch.device) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
-    for _ in range(warmup):
-        step()
-    sync()
-    best = math.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        sync()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
-def _parse_shapes(text: str | None) -> tuple[tuple[int, int, int], ...]:
-    if not text:
-        return SHAPES
-    try:
-        shapes = tuple(tuple(int(v) for v in part.split(":")) for part in text.split(","))
-    except ValueError as err:
-        raise InputError(f"--shapes must look like 256:16:2,1024:64:2, got {text!r}") from err
-    if any(len(s) != 3 for s in shapes):
-        raise InputError(f"--shapes must look like 256:16:2,1024:64:2, got {text!r}")
-    return shapes  # type: ignore[return-value]
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    threads = torch.get_num_threads()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    try:
-        return _run(args)
-    finally:
-        torch.set_num_threads(threads)
+    from experiments import moe_bench
 
-
-def _run(args: argparse.Namespace) -> dict[str, Any]:
-    if args.tokens < 1 or args.repeats < 1:
-        raise InputError("--tokens and --repeats must be positive")
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda but no CUDA device is available")
-    auto = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(auto if args.device == "auto" else args.device)
-    dtype_name = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[dtype_name]
-    g = torch.Generator().manual_seed(0)
-    rows = []
-    for width, K, k in _parse_shapes(args.shapes):
-        hidden = args.hidden_mult * width
-        cfg = ModelConfig(
-            vocab_size=2,
-            max_len=1,
-            width=width,
-            mlp_hidden=hidden,
-            experts=K,
-            top_k=k,
-            bias=False,
-            dispatch="grouped",
-        )
-        layer = MoEMLP(cfg)
-        with torch.no_grad():
-            layer.router.weight.normal_(0, width**-0.5, generator=g)
-            layer.w1.normal_(0, width**-0.5, generator=g)
-            layer.w2.normal_(0, hidden**-0.5, generator=g)
-        layer = layer.to(device, dtype)
-        x = torch.randn(args.tokens, width, generator=g).to(device, dtype).requires_grad_()
-        probe = torch.randn(args.tokens, width, generator=g).to(device, dtype)
-        dense1 = torch.randn(k * hidden, width, generator=g).to(device, dtype) * width**-0.5
-        dense2 = torch.randn(width, k * hidden, generator=g).to(device, dtype) * hidden**-0.5
-        dense1.requires_grad_()
-        dense2.requires_grad_()
-
-        def moe_step(
-            dispatch: str, layer: MoEMLP = layer, x: Tensor = x, probe: Tensor = probe
-        ) -> Callable[[], None]:
-            def step() -> None:
-                layer.dispatch = dispatch
-                y, _ = layer(x)
-                (y * probe).sum().backward()
-                layer.zero_grad(set_to_none=True)
-                x.grad = None
-
-            return step
-
-        def dense_step(
-            x: Tensor = x, probe: Tensor = probe, a: Tensor = dense1, b: Tensor = dense2
-        ) -> None:
-            y = F.linear(F.gelu(F.linear(x, a)), b)
-            (y * probe).sum().backward()
-            a.grad = b.grad = x.grad = None
-
-        def naive_step(layer: MoEMLP = layer, x: Tensor = x, probe: Tensor = probe) -> None:
-            y = naive_moe(x, layer.router.weight, layer.w1, layer.w2, layer.top_k)
-            (y * probe).sum().backward()
-            layer.zero_grad(set_to_none=True)
-            x.grad = None
-
-        times = {
-            "grouped": _time(moe_step("grouped"), args.repeats, args.warmup, device),
-            "dense": _time(dense_step, args.repeats, args.warmup, device),
-        }
-        try:
-            times["naive"] = _time(naive_step, args.repeats, args.warmup, device)
-        except (RuntimeError, AttributeError):  # no grouped_mm for this device/dtype/shape
-            pass
-        if not args.skip_loop:
-            times["loop"] = _time(moe_step("loop"), max(1, args.repeats // 2), 1, device)
-        row: dict[str, Any] = {"width": width, "experts": K, "top_k": k, "hidden": hidden}
-        for name, seconds in times.items():
-            row[f"{name}_tokens_per_s"] = round(args.tokens / seconds)
-        for other in ("dense", "loop", "naive"):
-            if other in times:
-                row[f"grouped_over_{other}"] = round(times[other] / times["grouped"], 3)
-        rows.append(row)
-    device_name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine()
-    )
-    return {
-        "benchmark": "moe",
-        "device": device_name,
-        "dtype": dtype_name,
-        "tokens": args.tokens,
-        "threads": torch.get_num_threads(),
-        "versions": {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "cuda": torch.version.cuda,
-        },
-        "rows": rows,
-    }
+    return moe_bench.run(args)

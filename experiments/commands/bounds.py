@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from theory.bounds import bounds_report
 from theory.errors import InputError
 
 
@@ -40,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from theory.bounds import bounds_report  # sympy: loaded only when needed
+
     report = bounds_report(
         args.vertices,
         args.heads,

@@ -5,17 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
-from constructions.moe_failure import find_fooling_pair, message_bits
 from experiments.results import append_row, provenance
-from models.train import TrainConfig, evaluate, train
-from models.transformer import ModelConfig, Transformer
 from theory import disjointness, encoding
 from theory.errors import InputError
+
+if TYPE_CHECKING:
+    from models.transformer import Transformer
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,6 +40,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _model(args: argparse.Namespace, experts: int, n: int) -> Transformer:
+    import torch
+
+    from models.transformer import ModelConfig, Transformer
+
     cfg = ModelConfig(
         vocab_size=encoding.vocab_size(n),
         max_len=encoding.max_length(n),
@@ -63,6 +66,9 @@ def _sampler(n_middle: int):
 
 
 def run(args: argparse.Namespace) -> int:
+    from constructions.moe_failure import find_fooling_pair, message_bits
+    from models.train import TrainConfig, evaluate, train
+
     try:
         experts = [int(k) for k in str(args.experts).split(",")]
     except ValueError as err:

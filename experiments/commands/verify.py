@@ -9,18 +9,12 @@ import time
 from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from experiments.results import append_row, provenance
 from theory.errors import InputError
 
-DTYPES = {
-    "float64": torch.float64,
-    "float32": torch.float32,
-    "bfloat16": torch.bfloat16,
-    "float16": torch.float16,
-}
+DTYPES = ("float64", "float32", "bfloat16", "float16")  # torch dtypes of these names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -114,6 +108,8 @@ def _exhaustive(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _precision(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
     from constructions.length2 import precision_errors, precision_sample, provable_sharpness
 
     names = [d.strip() for d in args.dtypes.split(",") if d.strip()]
@@ -132,7 +128,7 @@ def _precision(args: argparse.Namespace) -> dict[str, Any]:
             for name in names:
                 errors_at: dict[str, int] = {}
                 for scale in scales:  # from the provable sharpness down, until it breaks
-                    errors = precision_errors(n, DTYPES[name], inst, scale)
+                    errors = precision_errors(n, getattr(torch, name), inst, scale)
                     errors_at[str(scale)] = errors
                     if errors:
                         break

@@ -32,12 +32,13 @@ fall ~K-fold. K = 1 is the dense counterpart (a dense MLP with N units).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from models.transformer import ModelConfig, Transformer
+from theory import bounds
 from theory.errors import InputError
 
 PAD = 0
@@ -147,24 +148,17 @@ def build_moe_memorizer(
     last_code = _pm_bits(np.arange(book.n_last), b)  # (L, b)
     facts_of = [np.flatnonzero(owner[book.keys[:, 0]] == e) for e in range(K)]
     hidden = max(len(f) for f in facts_of)
-    cfg = ModelConfig(
-        vocab_size=FIRST_NAME_TOKEN + book.n_first * book.n_last,
-        max_len=1,
+    arch = bounds.memorizer_arch(  # the one description of this architecture
+        len(book.keys),
+        K,
+        n_first=book.n_first,
+        n_last=book.n_last,
+        value_bits=v,
         width=m,
-        heads=1,
-        layers=1,
-        mlp_hidden=hidden,
-        experts=K,
-        top_k=1,
-        norm="none",
-        activation="relu",
-        bias=True,
-        pos_emb="none",
-        head="classify",
-        num_classes=2**v,
-        pair_blocks=((FIRST_NAME_TOKEN, book.n_first, book.n_last),),
-        pad_token=PAD,
+        hidden=hidden,
     )
+    cfg = ModelConfig(**asdict(arch), activation="relu", pad_token=PAD)
+    assert cfg.pair_blocks == ((FIRST_NAME_TOKEN, book.n_first, book.n_last),)
     model = Transformer(cfg).to(torch.float64)
     w = {name: torch.zeros_like(t) for name, t in model.state_dict().items()}
     w["embed.rows.0.weight"][:, :a] = torch.from_numpy(first_code)

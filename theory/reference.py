@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 
 import networkx as nx
-import numpy as np
 
 from theory.graphs import GraphBatch
 
@@ -49,14 +48,6 @@ def is_shortest_path(g: nx.Graph, path: list[int], s: int, t: int) -> bool:
     if any(not g.has_edge(u, v) for u, v in itertools.pairwise(path)):
         return False
     return len(path) - 1 == distance(g, s, t)
-
-
-def solve_all(problem: str, graphs: GraphBatch, s: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Answers of the decision problems, or distances for shortest_path, one by one."""
-    fn = {"length2": length2_path, "connectivity": connectivity, "shortest_path": distance}[problem]
-    return np.array(
-        [fn(g, int(a), int(b)) for g, a, b in zip(to_networkx(graphs), s, t, strict=True)]
-    )
 
 
 def shortest_path(g: nx.Graph, s: int, t: int) -> list[int]:

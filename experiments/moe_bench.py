@@ -147,6 +147,14 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             layer.zero_grad(set_to_none=True)
             x.grad = None
 
+        # correctness on the device first: grouped vs loop, output and input gradient
+        errors = {}
+        with torch.no_grad():
+            layer.dispatch = "loop"
+            ref = layer(x)[0].float()
+            layer.dispatch = "grouped"
+            fast = layer(x)[0].float()
+        errors["grouped_vs_loop_rel_err"] = float((fast - ref).norm() / ref.norm())
         times = {
             "grouped": _time(moe_step("grouped"), args.repeats, args.warmup, device),
             "dense": _time(dense_step, args.repeats, args.warmup, device),
@@ -158,6 +166,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.skip_loop:
             times["loop"] = _time(moe_step("loop"), max(1, args.repeats // 2), 1, device)
         row: dict[str, Any] = {"width": width, "experts": K, "top_k": k, "hidden": hidden}
+        row.update({name: float(f"{v:.3g}") for name, v in errors.items()})
         for name, seconds in times.items():
             row[f"{name}_tokens_per_s"] = round(args.tokens / seconds)
         for other in ("dense", "loop", "naive"):

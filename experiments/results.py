@@ -30,6 +30,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 def git_sha() -> str | None:
     """The checkout's commit (with ``-dirty`` if it has uncommitted changes), or None."""
     here = Path(__file__).resolve().parent
+    # a copy of the tree without .git (e.g. sent to a GPU machine) says where it came from
+    if os.environ.get("PARROTS_GIT_SHA"):
+        return os.environ["PARROTS_GIT_SHA"]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
@@ -53,6 +56,9 @@ def provenance(device: str | None = None) -> dict[str, Any]:
         module = sys.modules.get(name)
         if module is not None:
             versions[name] = getattr(module, "__version__", "?")
+    torch = sys.modules.get("torch")
+    if device and device.startswith("cuda") and torch is not None and torch.cuda.is_available():
+        device = torch.cuda.get_device_name()  # "cuda" alone says nothing about the card
     return {
         "git_sha": git_sha(),
         "device": device or platform.processor() or platform.machine(),

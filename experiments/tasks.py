@@ -9,6 +9,8 @@ Tasks:
 
 ``length2``    balanced length-2 path (``experiments.commands.train.graph_task``): a dense or
                MoE ``models.Transformer`` with factorized embeddings, held-out accuracy.
+               Optional keys: ``target_accuracy`` (stop early once reached), ``curriculum``
+               (start |V| of a curriculum over |V| ramping over the first half of the steps).
 ``phonebook``  a closed-book phone book (``constructions.memorizer.phone_book``: distinct
                names, one token each, → random numbers of ``value_bits`` bits); the model is
                trained on the entries and scored by exact-match recall of those same entries.
@@ -75,7 +77,7 @@ def _length2_once(
 ) -> tuple[dict[str, Any], Curve]:
     import torch
 
-    from experiments.commands.train import graph_task
+    from experiments.commands.train import Curriculum, graph_task
     from models.train import train
     from models.transformer import ModelConfig, Transformer
     from theory.encoding import pair_blocks, vocab_size
@@ -94,9 +96,15 @@ def _length2_once(
         pair_blocks=pair_blocks(n),
     )
     held_out = sample(np.random.default_rng(seed + HELD_OUT_SEED_OFFSET), int(config["eval_size"]))
+    train_sample: Any = sample
+    if config.get("curriculum") is not None:  # over |V|, ramping over the first half
+        ramp = int(config["steps"]) // 2
+        train_sample = Curriculum("length2", n, int(config["curriculum"]), ramp)
     model = Transformer(model_cfg, torch.Generator().manual_seed(seed))
+    if target is None and config.get("target_accuracy") is not None:
+        target = float(config["target_accuracy"])
     summary = train(
-        model, _train_config(config, target=target), sample, held_out, scratch, progress=False
+        model, _train_config(config, target=target), train_sample, held_out, scratch, progress=False
     )
     metrics = {
         "accuracy": summary["held_out_accuracy"],
@@ -105,6 +113,7 @@ def _length2_once(
         "total_params": summary["total_params"],
         "active_params": summary["active_params"],
         "steps": summary["steps"],
+        "stopped_early": summary["stopped_early"],
         "resumed_from": summary["resumed_from"],
         "train_seconds": summary["seconds"],
         "device": summary["device"],

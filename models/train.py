@@ -301,21 +301,24 @@ def train(
         with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
             logits, auxes = model.forward_aux(x)
         task_loss, correct, counted = _loss_and_correct(logits, y)
-        tl = float(task_loss.detach())
         balance = sum((a.balance_loss for a in auxes), torch.zeros((), device=device))
         z = sum((a.z_loss for a in auxes), torch.zeros((), device=device))
         loss = task_loss + cfg.balance_weight * balance + cfg.z_weight * z
-        if not torch.isfinite(loss):
-            bar.close()
-            raise TrainingDiverged(
-                f"non-finite loss ({float(loss.detach())}) at step {step}; stopped. "
-                + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
-            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        if not torch.isfinite(grad_norm):
+        # one device->host read per step (each read stalls the GPU queue): the guard's inputs
+        loss_value, tl, norm_value = torch.stack(
+            [loss.detach().float(), task_loss.detach().float(), grad_norm.float()]
+        ).tolist()
+        if not math.isfinite(loss_value):
+            bar.close()
+            raise TrainingDiverged(
+                f"non-finite loss ({loss_value}) at step {step}; stopped before the update. "
+                + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
+            )
+        if not math.isfinite(norm_value):
             bar.close()
             raise TrainingDiverged(
                 f"non-finite gradient norm at step {step}; stopped before the update. "
@@ -328,13 +331,13 @@ def train(
             row = {
                 "kind": "train",
                 "step": done,
-                "loss": float(loss.detach()),
+                "loss": loss_value,
                 "task_loss": tl,
                 "balance_loss": float(balance.detach()),
                 "z_loss": float(z.detach()),
                 "train_accuracy": int(correct) / max(1, int(counted)),
                 "lr": cfg.lr_at(step),
-                "grad_norm": float(grad_norm),
+                "grad_norm": norm_value,
                 "dropped": sum(int(a.dropped) for a in auxes),
             }
             if auxes:

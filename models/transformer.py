@@ -356,10 +356,47 @@ def _gmm(a: Tensor, w: Tensor, offs: Tensor) -> Tensor:
     return _ContiguousGrad.apply(torch._grouped_mm(a, w, offs=offs))
 
 
+class _Dispatch(torch.autograd.Function):
+    """xs = x[order // k]: token rows copied to their k slots, slots sorted by expert.
+
+    Plain indexing would back-propagate by a scatter-add with k-fold collisions (atomics on
+    GPU); since ``order`` is a permutation of the N·k slots, the gradient of token t is the
+    sum of its k slot rows, read through the inverse permutation: a gather and a sum.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, order: Tensor, inverse: Tensor, k: int) -> Tensor:
+        ctx.save_for_backward(inverse)
+        ctx.k = k
+        return x[order // k]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
+        (inverse,) = ctx.saved_tensors
+        rows = grad[inverse]
+        return rows.view(-1, ctx.k, rows.shape[-1]).sum(1), None, None, None
+
+
+class _Undispatch(torch.autograd.Function):
+    """ys[inverse]: expert-sorted rows back to slot order; backward gathers by ``order``."""
+
+    @staticmethod
+    def forward(ctx: Any, ys: Tensor, order: Tensor, inverse: Tensor) -> Tensor:
+        ctx.save_for_backward(order)
+        return ys[inverse]
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
+        (order,) = ctx.saved_tensors
+        return grad[order], None, None
+
+
 class Routing(NamedTuple):
     experts: Tensor  # (N, k) chosen expert ids
     weights: Tensor  # (N, k) their weights (softmax probs, renormalised if asked)
     keep: Tensor  # (N·k,) bool, False for slots dropped by capacity
+    order: Tensor  # (N·k,) slot ids sorted by expert, token order within an expert (stable)
+    ends: Tensor  # (K,) end of each expert's segment in ``order`` (before capacity drops)
 
 
 class MoEMLP(nn.Module):
@@ -377,7 +414,10 @@ class MoEMLP(nn.Module):
     Two dispatch paths with the same result: ``loop`` (reference: for each expert, gather
     its tokens) and ``grouped`` (sort slots by expert, run all experts as grouped matrix
     products with ``torch._grouped_mm`` where it runs, else a loop over the sorted segments).
-    Neither spends compute on an expert that received no token.
+    Neither spends compute on an expert that received no token. The dropless grouped path
+    never waits on the GPU: counts come from the sort (``searchsorted``), not ``bincount``
+    (which reads the maximum back to the host), and both permutations back-propagate by
+    gathers through the inverse permutation instead of scatter-adds.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -403,25 +443,26 @@ class MoEMLP(nn.Module):
         if self.renormalize:
             weights = weights / weights.sum(dim=-1, keepdim=True)
         flat = experts.reshape(-1)
-        counts = torch.bincount(flat, minlength=K)
+        order = torch.argsort(flat, stable=True)
+        ids = torch.arange(K, device=x.device, dtype=flat.dtype)
+        ends = torch.searchsorted(flat[order], ids, right=True)
+        counts = torch.diff(ends, prepend=ends.new_zeros(1))
         keep = torch.ones_like(flat, dtype=torch.bool)
+        kept = counts
         if self.capacity_factor is not None and N:
             capacity = math.ceil(self.capacity_factor * N * k / K)
-            order = torch.argsort(flat, stable=True)
-            starts = torch.cumsum(counts, 0) - counts
             rank = torch.empty_like(flat)
-            rank[order] = torch.arange(flat.numel(), device=x.device) - starts[flat[order]]
-            keep = rank < capacity
-        # dropless: no boolean indexing (a host sync on GPU)
-        kept = counts if self.capacity_factor is None else torch.bincount(flat[keep], minlength=K)
+            rank[order] = torch.arange(flat.numel(), device=x.device) - (ends - counts)[flat[order]]
+            keep = rank < capacity  # first come (token order) first served
+            kept = counts.clamp(max=capacity)
         if N:
             f = counts.float() / (N * k)
             balance = K * (f * probs.mean(dim=0)).sum()
             z = torch.logsumexp(logits, dim=-1).square().mean()
         else:
             balance = z = logits.new_zeros(())
-        dropped = (~keep).sum()
-        return Routing(experts, weights, keep), MoEAux(balance, z, kept, dropped)
+        dropped = counts.sum() - kept.sum()
+        return Routing(experts, weights, keep, order, ends), MoEAux(balance, z, kept, dropped)
 
     def _unbound(self) -> list[tuple[Tensor, Tensor | None, Tensor, Tensor | None]]:
         """Per-expert (w1, b1, w2, b2) views. ``unbind`` once, not ``w1[e]`` per expert: the
@@ -450,21 +491,12 @@ class MoEMLP(nn.Module):
             out.index_add_(0, tok, y)
         return out
 
-    def _grouped(self, x: Tensor, r: Routing) -> Tensor:
-        """Sort slots by expert; experts as grouped GEMMs over contiguous segments."""
-        flat, w = r.experts.reshape(-1), r.weights.reshape(-1)
-        order = torch.argsort(flat, stable=True)  # token order within each expert
-        if self.capacity_factor is not None:
-            order = order[r.keep[order]]
-        e_sorted = flat[order]
-        tok = order // self.top_k
-        dtype = x.dtype
-        if x.is_cuda and torch.is_autocast_enabled("cuda"):
-            dtype = torch.get_autocast_dtype("cuda")
-        xs = x[tok].to(dtype)  # (S, m), grouped by expert
+    def _experts_sorted(self, xs: Tensor, e_sorted: Tensor, ends: Tensor) -> Tensor:
+        """All experts on rows xs (S, m) sorted by expert (segment ends ``ends``)."""
+        dtype = xs.dtype
         w1, w2 = self.w1.to(dtype), self.w2.to(dtype)
         if _grouped_mm_ok(xs, w1.transpose(-2, -1)) and _grouped_mm_ok(xs, w2):
-            offs = torch.cumsum(torch.bincount(e_sorted, minlength=self.experts), 0).int()
+            offs = ends.int()
             h = _gmm(xs, w1.transpose(-2, -1), offs)
             if self.b1 is not None:
                 h = h + self.b1.to(dtype)[e_sorted]
@@ -472,14 +504,37 @@ class MoEMLP(nn.Module):
             y = _gmm(h, w2.transpose(-2, -1), offs)
             if self.b2 is not None:
                 y = y + self.b2.to(dtype)[e_sorted]
-        else:
-            sizes = torch.bincount(e_sorted, minlength=self.experts).tolist()
-            params = [tuple(None if t is None else t.to(dtype) for t in p) for p in self._unbound()]
-            segments = enumerate(xs.split(sizes))
-            parts = [self.expert(e, seg, params[e]) for e, seg in segments if sizes[e]]
-            y = torch.cat(parts) if parts else xs.new_zeros(0, x.shape[1])
-        y = y * w[order, None].to(y.dtype)
-        return torch.zeros_like(x).index_add_(0, tok, y.to(x.dtype))
+            return y
+        sizes = torch.diff(ends, prepend=ends.new_zeros(1)).tolist()
+        params = [tuple(None if t is None else t.to(dtype) for t in p) for p in self._unbound()]
+        segments = enumerate(xs.split(sizes))
+        parts = [self.expert(e, seg, params[e]) for e, seg in segments if sizes[e]]
+        return torch.cat(parts) if parts else xs.new_zeros(0, xs.shape[1])
+
+    def _grouped(self, x: Tensor, r: Routing) -> Tensor:
+        """Sort slots by expert; experts as grouped GEMMs over contiguous segments."""
+        dtype = x.dtype
+        if x.is_cuda and torch.is_autocast_enabled("cuda"):
+            dtype = torch.get_autocast_dtype("cuda")
+        flat, w, k = r.experts.reshape(-1), r.weights.reshape(-1), self.top_k
+        if self.capacity_factor is not None:  # a slot subset: scatter-add back
+            order = r.order[r.keep[r.order]]
+            e_sorted = flat[order]
+            ends = torch.cumsum(torch.bincount(e_sorted, minlength=self.experts), 0)
+            tok = order // k
+            y = self._experts_sorted(x[tok].to(dtype), e_sorted, ends)
+            y = y * w[order, None].to(y.dtype)
+            return torch.zeros_like(x).index_add_(0, tok, y.to(x.dtype))
+        order = r.order
+        inverse = torch.empty_like(order).scatter_(
+            0, order, torch.arange(order.numel(), device=order.device)
+        )
+        e_sorted = flat[order] if self.b1 is not None or self.b2 is not None else flat
+        xs = _Dispatch.apply(x.to(dtype), order, inverse, k)
+        y = self._experts_sorted(xs, e_sorted, r.ends)
+        slots = _Undispatch.apply(y, order, inverse).view(-1, k, x.shape[-1])
+        out = (slots * r.weights.to(y.dtype).unsqueeze(-1)).sum(1)
+        return out.to(x.dtype)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, MoEAux]:
         """x (..., m) -> (..., m). Tokens where ``mask`` is False (PAD) are not routed:

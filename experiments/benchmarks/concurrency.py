@@ -1,0 +1,83 @@
+"""Sweep throughput: R training runs one at a time vs W at once on the same device.
+
+Both passes run the same R length-2 path runs (seeds 0..R-1, one model size) through
+``experiments.runner.run_sweep`` into a throw-away folder: first with one worker (the runs
+in the runner's own process, one after another), then with W spawned workers sharing the
+device. Small models are launch-bound on a GPU (research/probes.md), so concurrent runs fill
+the gaps; the ratio of runs/hour is the measured speed-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from typing import Any
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=int, default=16, help="R: runs in each pass")
+    p.add_argument("--workers", type=int, default=8, help="W: runs at once in the second pass")
+    p.add_argument("--vertices", type=int, default=16)
+    p.add_argument("--width", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch", type=int, default=1024)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    from experiments.runner import run_sweep
+    from experiments.sweep import SweepConfig
+    from theory.errors import InputError
+
+    if args.runs < 1 or args.workers < 1 or args.steps < 1:
+        raise InputError("--runs, --workers and --steps must be positive")
+    fixed = {
+        "vertices": args.vertices,
+        "width": args.width,
+        "layers": args.layers,
+        "heads": 2,
+        "experts": 1,
+        "top_k": 1,
+        "steps": args.steps,
+        "batch": args.batch,
+        "lr": 1e-3,
+        "eval_size": 1024,
+        "eval_interval": args.steps,
+        "threads": 1,
+        "device": args.device,
+    }
+    passes = {}
+    for name, workers in (("sequential", 1), ("concurrent", args.workers)):
+        sweep = SweepConfig(
+            name=f"concurrency_{name}",
+            scale="tiny",
+            task="length2",
+            fixed=fixed,
+            seeds=tuple(range(args.runs)),
+        )
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            report = run_sweep(
+                sweep, workers=workers, results_dir=tmp, scratch_dir=tmp, progress=False
+            )
+            seconds = time.perf_counter() - start
+        if report.failed:
+            raise RuntimeError(f"{report.failed} of {args.runs} runs failed in the {name} pass")
+        passes[name] = {
+            "workers": workers,
+            "seconds": round(seconds, 2),
+            "runs_per_hour": round(args.runs * 3600 / seconds, 1),
+        }
+    import torch
+
+    device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
+    return {
+        "benchmark": "concurrency",
+        "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
+        "config": fixed,
+        "runs": args.runs,
+        **passes,
+        "speedup": round(passes["sequential"]["seconds"] / passes["concurrent"]["seconds"], 2),
+    }

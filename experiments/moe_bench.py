@@ -64,6 +64,25 @@ def _time(step: Callable[[], None], repeats: int, warmup: int, device: torch.dev
     return best
 
 
+def _profile(steps: dict[str, Callable[[], None]], shape: tuple[int, int, int]) -> None:
+    """Print where each variant's step spends device (or CPU) time: torch.profiler's table."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(ProfilerActivity.CUDA)
+    sort = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+    for name, step in steps.items():
+        step()
+        with profile(activities=activities) as prof:
+            for _ in range(3):
+                step()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+        print(f"== {name} {shape}: 3 steps")
+        print(prof.key_averages().table(sort_by=sort, row_limit=18, max_name_column_width=60))
+
+
 def _parse_shapes(text: str | None) -> tuple[tuple[int, int, int], ...]:
     if not text:
         return SHAPES
@@ -155,6 +174,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             layer.dispatch = "grouped"
             fast = layer(x)[0].float()
         errors["grouped_vs_loop_rel_err"] = float((fast - ref).norm() / ref.norm())
+        if getattr(args, "profile", False):
+            _profile({"grouped": moe_step("grouped"), "naive": naive_step}, (width, K, k))
         times = {
             "grouped": _time(moe_step("grouped"), args.repeats, args.warmup, device),
             "dense": _time(dense_step, args.repeats, args.warmup, device),

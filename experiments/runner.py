@@ -42,7 +42,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -245,17 +245,35 @@ class SweepReport:
         }
 
 
+def select_runs(runs: list[dict[str, Any]], only: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The runs whose settings match ``only`` (name -> allowed values; JSON-equal)."""
+    if not only:
+        return runs
+    known = {name for config in runs for name in config}
+    unknown = sorted(set(only) - known)
+    if unknown:
+        raise InputError(f"--only: no run has the setting(s) {unknown}")
+
+    def match(config: dict[str, Any]) -> bool:
+        return all(name in config and config[name] in values for name, values in only.items())
+
+    return [c for c in runs if match(c)]
+
+
 def pending_runs(
-    sweep: SweepConfig, path: Path, retry_failed: bool = False
+    sweep: SweepConfig,
+    path: Path,
+    retry_failed: bool = False,
+    only: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """The runs that still need a row, and how many already have one."""
+    """The runs (of those matching ``only``) that still need a row, and how many have one."""
     have = latest_rows(path)
     todo = []
-    for config in sweep.runs():
+    for config in select_runs(sweep.runs(), only):
         row = have.get(run_id(config))
         if row is None or (retry_failed and row.get("status") != "ok"):
             todo.append(config)
-    return todo, len(sweep.runs()) - len(todo)
+    return todo, len(select_runs(sweep.runs(), only)) - len(todo)
 
 
 def run_sweep(
@@ -269,8 +287,10 @@ def run_sweep(
     progress: bool = True,
     submitit_cluster: str | None = None,
     poll_s: float = 0.2,
+    only: Mapping[str, Any] | None = None,
 ) -> SweepReport:
-    """Run every run of ``sweep`` that has no row yet; see the module docstring."""
+    """Run every run of ``sweep`` that has no row yet (of those matching ``only``, a slice:
+    setting name -> allowed values); see the module docstring."""
     from tqdm import tqdm
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -287,7 +307,7 @@ def run_sweep(
         tmp = spec.with_suffix(".tmp")
         tmp.write_text(sweep.to_json() + "\n")
         os.replace(tmp, spec)
-        todo, skipped = pending_runs(sweep, path, retry_failed)
+        todo, skipped = pending_runs(sweep, path, retry_failed, only)
         written: set[str] = set()
         failed = 0
         bar = tqdm(

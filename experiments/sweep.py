@@ -363,7 +363,7 @@ def _learnability(scale: str) -> SweepConfig:
     vertices = {"tiny": [6], "small": [8], "paper": [16, 32]}[scale]
     w2 = {"tiny": [8, 16], "small": [8, 16, 32], "paper": [16, 32, 64, 128]}[scale]
     w1 = {"tiny": [16], "small": [16, 32, 64], "paper": [32, 64, 128, 256]}[scale]
-    steps = {"tiny": (150, 300), "small": (1500, 3000), "paper": (6000, 12000)}[scale]
+    steps = {"tiny": (150, 300), "small": (1500, 3000), "paper": (6000, 8000)}[scale]
     probe_n = vertices[0]  # the lr / heads / curriculum variants, at the smallest |V|
     probe_w = w1[len(w1) // 2]
     one = {"layers": 1, "steps": steps[1]}

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -233,6 +235,52 @@ def evaluate(
     return {"accuracy": correct / max(1, counted), "loss": total_loss / max(1, counted)}
 
 
+class _Prefetch:
+    """Draws the coming batches on a background thread while the device works on this one.
+
+    Batches come in step order from the trainer's one generator, so a run sees the same
+    batches with or without prefetching; each carries the generator state after its draw,
+    which is what a checkpoint at that step must store for an exact resume.
+    """
+
+    def __init__(
+        self, sample: Sampler, rng: np.random.Generator, batch: int, steps: range, depth: int = 3
+    ) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        set_step = getattr(sample, "set_step", None)
+
+        def produce() -> None:
+            try:
+                for step in steps:
+                    if set_step is not None:
+                        set_step(step)
+                    item: Any = (*sample(rng, batch), rng.bit_generator.state)
+                    while not self._stop.is_set():
+                        try:
+                            self._queue.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if self._stop.is_set():
+                        return
+            except BaseException as err:  # handed to the trainer, raised there
+                self._queue.put(err)
+
+        self._thread = threading.Thread(target=produce, daemon=True, name="prefetch")
+        self._thread.start()
+
+    def next(self) -> tuple[np.ndarray, np.ndarray, dict]:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
 def train(
     model: Transformer,
     cfg: TrainConfig,
@@ -241,6 +289,7 @@ def train(
     out_dir: str | Path | None = None,
     progress: bool = True,
     resume: bool = True,
+    prefetch: bool | None = None,
 ) -> dict[str, Any]:
     """Train ``model`` in place and return a summary dict.
 
@@ -250,7 +299,8 @@ def train(
     ``out_dir`` holds a checkpoint and ``resume`` is set, training continues from it exactly
     (same weights, optimiser state, schedule position and data stream).
     Raises :class:`TrainingDiverged` on a NaN/inf loss or gradient, without overwriting the
-    last good checkpoint.
+    last good checkpoint. ``prefetch`` draws batches on a background thread (default: on
+    CUDA, where the GPU would otherwise wait for the sampler); it changes no result.
     """
     device = cfg.resolved_device()
     model.to(device).train()
@@ -273,9 +323,9 @@ def train(
             with open(out / METRICS, "a") as f:
                 f.write(json.dumps(row) + "\n")
 
-    def checkpoint(step: int) -> None:
+    def checkpoint(step: int, rng_state: dict) -> None:
         if out is not None:
-            state = {"step": step, "best_accuracy": best, "rng": rng.bit_generator.state}
+            state = {"step": step, "best_accuracy": best, "rng": rng_state}
             save_checkpoint(out / CHECKPOINT, model, optimizer, state)
 
     set_step = getattr(sample, "set_step", None)  # curricula: told the step before each draw
@@ -290,76 +340,89 @@ def train(
         desc="train",
         dynamic_ncols=True,
     )
-    for step in bar:
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr_at(step)
-        if set_step is not None:
-            set_step(step)
-        x_np, y_np = sample(rng, cfg.batch_size)
-        x = torch.as_tensor(x_np, device=device)
-        y = torch.as_tensor(y_np, device=device)
-        with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
-            logits, auxes = model.forward_aux(x)
-        task_loss, correct, counted = _loss_and_correct(logits, y)
-        balance = sum((a.balance_loss for a in auxes), torch.zeros((), device=device))
-        z = sum((a.z_loss for a in auxes), torch.zeros((), device=device))
-        loss = task_loss + cfg.balance_weight * balance + cfg.z_weight * z
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-        # one device->host read per step (each read stalls the GPU queue): the guard's inputs
-        loss_value, tl, norm_value = torch.stack(
-            [loss.detach().float(), task_loss.detach().float(), grad_norm.float()]
-        ).tolist()
-        if not math.isfinite(loss_value):
-            bar.close()
-            raise TrainingDiverged(
-                f"non-finite loss ({loss_value}) at step {step}; stopped before the update. "
-                + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
-            )
-        if not math.isfinite(norm_value):
-            bar.close()
-            raise TrainingDiverged(
-                f"non-finite gradient norm at step {step}; stopped before the update. "
-                + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
-            )
-        optimizer.step()
-        tokens_seen += x.numel()
-        done = step + 1
-        if done % cfg.log_interval == 0 or done == cfg.steps:
-            row = {
-                "kind": "train",
-                "step": done,
-                "loss": loss_value,
-                "task_loss": tl,
-                "balance_loss": float(balance.detach()),
-                "z_loss": float(z.detach()),
-                "train_accuracy": int(correct) / max(1, int(counted)),
-                "lr": cfg.lr_at(step),
-                "grad_norm": norm_value,
-                "dropped": sum(int(a.dropped) for a in auxes),
-            }
-            if auxes:
-                row["expert_counts"] = [a.counts.tolist() for a in auxes]
-            log(row)
-            bar.set_postfix(loss=f"{tl:.4f}")
-        if done % cfg.eval_interval == 0 or done == cfg.steps:
-            last_eval = evaluate(model, *held_out, cfg.eval_batch_size, device)
-            best = max(best, last_eval["accuracy"])
-            log(
-                {
-                    "kind": "eval",
+    if prefetch is None:
+        prefetch = device.type == "cuda"
+    feed = (
+        _Prefetch(sample, rng, cfg.batch_size, range(start_step, cfg.steps)) if prefetch else None
+    )
+    try:
+        for step in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr_at(step)
+            if feed is not None:
+                x_np, y_np, rng_state = feed.next()
+            else:
+                if set_step is not None:
+                    set_step(step)
+                x_np, y_np = sample(rng, cfg.batch_size)
+                rng_state = rng.bit_generator.state
+            x = torch.as_tensor(x_np, device=device)
+            y = torch.as_tensor(y_np, device=device)
+            with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
+                logits, auxes = model.forward_aux(x)
+            task_loss, correct, counted = _loss_and_correct(logits, y)
+            balance = sum((a.balance_loss for a in auxes), torch.zeros((), device=device))
+            z = sum((a.z_loss for a in auxes), torch.zeros((), device=device))
+            loss = task_loss + cfg.balance_weight * balance + cfg.z_weight * z
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            # one device->host read per step (each read stalls the GPU queue): the guard's inputs
+            loss_value, tl, norm_value = torch.stack(
+                [loss.detach().float(), task_loss.detach().float(), grad_norm.float()]
+            ).tolist()
+            if not math.isfinite(loss_value):
+                bar.close()
+                raise TrainingDiverged(
+                    f"non-finite loss ({loss_value}) at step {step}; stopped before the update. "
+                    + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
+                )
+            if not math.isfinite(norm_value):
+                bar.close()
+                raise TrainingDiverged(
+                    f"non-finite gradient norm at step {step}; stopped before the update. "
+                    + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
+                )
+            optimizer.step()
+            tokens_seen += x.numel()
+            done = step + 1
+            if done % cfg.log_interval == 0 or done == cfg.steps:
+                row = {
+                    "kind": "train",
                     "step": done,
-                    **last_eval,
-                    "seconds": round(time.perf_counter() - started, 2),
+                    "loss": loss_value,
+                    "task_loss": tl,
+                    "balance_loss": float(balance.detach()),
+                    "z_loss": float(z.detach()),
+                    "train_accuracy": int(correct) / max(1, int(counted)),
+                    "lr": cfg.lr_at(step),
+                    "grad_norm": norm_value,
+                    "dropped": sum(int(a.dropped) for a in auxes),
                 }
-            )
-            bar.set_postfix(loss=f"{tl:.4f}", acc=f"{last_eval['accuracy']:.4f}")
-            checkpoint(done)
-            if cfg.target_accuracy is not None and last_eval["accuracy"] >= cfg.target_accuracy:
-                stopped_early = done < cfg.steps
-                break
+                if auxes:
+                    row["expert_counts"] = [a.counts.tolist() for a in auxes]
+                log(row)
+                bar.set_postfix(loss=f"{tl:.4f}")
+            if done % cfg.eval_interval == 0 or done == cfg.steps:
+                last_eval = evaluate(model, *held_out, cfg.eval_batch_size, device)
+                best = max(best, last_eval["accuracy"])
+                log(
+                    {
+                        "kind": "eval",
+                        "step": done,
+                        **last_eval,
+                        "seconds": round(time.perf_counter() - started, 2),
+                    }
+                )
+                bar.set_postfix(loss=f"{tl:.4f}", acc=f"{last_eval['accuracy']:.4f}")
+                checkpoint(done, rng_state)
+                if cfg.target_accuracy is not None and last_eval["accuracy"] >= cfg.target_accuracy:
+                    stopped_early = done < cfg.steps
+                    break
+    finally:
+        if feed is not None:
+            feed.close()
     bar.close()
     if last_eval is None:  # resumed at the end: nothing left to do
         last_eval = evaluate(model, *held_out, cfg.eval_batch_size, device)

@@ -26,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--skip-loop", action="store_true", help="do not time the loop reference")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--profile", action="store_true", help="print torch.profiler tables first")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from experiments.results import RESULTS_DIR
-from experiments.runner import EXECUTORS, SCRATCH_DIR, run_sweep
+from experiments.runner import EXECUTORS, SCRATCH_DIR, run_sweep, select_runs
 from experiments.sweep import SCALES, SWEEP_NAMES, SweepConfig, get_sweep
 from theory.errors import InputError
 
@@ -37,9 +37,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", default=str(RESULTS_DIR), help="results root folder")
     p.add_argument("--scratch", default=str(SCRATCH_DIR), help="checkpoints (git-ignored)")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    p.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME=V[,V...]",
+        help="run only the slice of runs with these settings (repeatable), e.g. "
+        "--only layers=2 --only experts=1,4",
+    )
     p.add_argument("--list", action="store_true", help="print the runs and exit")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
+
+
+def parse_only(items: list[str]) -> dict[str, list]:
+    """``["layers=2", "experts=1,4"]`` -> {"layers": [2], "experts": [1, 4]} (JSON values)."""
+    only: dict[str, list] = {}
+    for item in items:
+        name, sep, values = item.partition("=")
+        if not sep or not name or not values:
+            raise InputError(f"--only wants NAME=V[,V...], got {item!r}")
+        parsed = []
+        for text in values.split(","):
+            try:
+                parsed.append(json.loads(text))
+            except json.JSONDecodeError:
+                parsed.append(text)  # a bare string such as a grid label
+        only.setdefault(name, []).extend(parsed)
+    return only
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,8 +75,9 @@ def run(args: argparse.Namespace) -> int:
         sweep = SweepConfig.from_json(path.read_text())
     else:
         sweep = get_sweep(args.name, args.scale)
+    only = parse_only(args.only)
     if args.list:
-        for config in sweep.runs():
+        for config in select_runs(sweep.runs(), only):
             print(json.dumps(config, sort_keys=True))
         return 0
     report = run_sweep(
@@ -63,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         submitit_cluster=args.cluster,
+        only=only,
     )
     print(json.dumps(report.to_dict()))
     return 0

@@ -175,3 +175,22 @@ def test_submitit_local_executor_runs_the_sweep(tmp_path: Path) -> None:
     )
     assert (report.ran, report.failed) == (3, 1)
     check_complete(sweep, report.path)
+
+
+def test_only_runs_a_slice_and_the_rest_runs_later(tmp_path: Path) -> None:
+    sweep = selftest(6)
+    report = run_sweep(
+        sweep,
+        results_dir=tmp_path,
+        scratch_dir=tmp_path / "s",
+        progress=False,
+        only={"value": [1, 4]},
+    )
+    assert (report.total, report.ran) == (2, 2)
+    rows = read_rows(results_path(sweep, tmp_path))
+    assert sorted(r["config"]["value"] for r in rows) == [1, 4]
+    report = run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
+    assert (report.total, report.skipped, report.ran) == (6, 2, 4)
+    check_complete(sweep, results_path(sweep, tmp_path))
+    with pytest.raises(InputError, match="no run has"):
+        run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", only={"nope": [1]})

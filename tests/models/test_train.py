@@ -105,7 +105,11 @@ class _Interrupt(Exception):
     pass
 
 
-def test_resume_continues_exactly(tmp_path):
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_resume_continues_exactly(tmp_path, prefetch):
+    """Killed after step 5 and resumed from the step-4 checkpoint, the weights equal a straight
+    run's; with ``prefetch`` (batches drawn ahead on a thread) they equal the same straight
+    run without it, so prefetching changes no result and keeps resumes exact."""
     cfg = TrainConfig(steps=8, eval_interval=4, **FAST)
     straight = tiny_model(4, 2)
     train(straight, cfg, contains_mark, held_out(64), out_dir=tmp_path / "a", progress=False)
@@ -126,12 +130,19 @@ def test_resume_continues_exactly(tmp_path):
             held_out(64),
             out_dir=tmp_path / "b",
             progress=False,
+            prefetch=prefetch,
         )
     _, state = load_checkpoint(tmp_path / "b" / CHECKPOINT)
     assert state["step"] == 4
     resumed = tiny_model(4, 2, seed=123)  # weights come from the checkpoint
     summary = train(
-        resumed, cfg, contains_mark, held_out(64), out_dir=tmp_path / "b", progress=False
+        resumed,
+        cfg,
+        contains_mark,
+        held_out(64),
+        out_dir=tmp_path / "b",
+        progress=False,
+        prefetch=prefetch,
     )
     assert summary["resumed_from"] == 4
     for (name, a), b in zip(

@@ -308,7 +308,7 @@ def _memorization(scale: str) -> SweepConfig:
     train = {
         "tiny": {"steps": 200, "batch": 128, "lr": 1e-2, "eval_interval": 50},
         "small": {"steps": 1000, "batch": 512, "lr": 1e-2, "eval_interval": 250},
-        "paper": {"steps": 20000, "batch": 1024, "lr": 3e-3, "eval_interval": 1000},
+        "paper": {"steps": 6000, "batch": 1024, "lr": 3e-3, "eval_interval": 1000},
     }[scale]
     return SweepConfig(
         name="memorization",

@@ -289,7 +289,7 @@ def train(
     out_dir: str | Path | None = None,
     progress: bool = True,
     resume: bool = True,
-    prefetch: bool | None = None,
+    prefetch: bool = False,
 ) -> dict[str, Any]:
     """Train ``model`` in place and return a summary dict.
 
@@ -299,8 +299,9 @@ def train(
     ``out_dir`` holds a checkpoint and ``resume`` is set, training continues from it exactly
     (same weights, optimiser state, schedule position and data stream).
     Raises :class:`TrainingDiverged` on a NaN/inf loss or gradient, without overwriting the
-    last good checkpoint. ``prefetch`` draws batches on a background thread (default: on
-    CUDA, where the GPU would otherwise wait for the sampler); it changes no result.
+    last good checkpoint. ``prefetch`` draws batches on a background thread while the device
+    works; it changes no result. Off by default: a sweep runs many trainings at once, the
+    CPU is then the bottleneck, and an extra busy thread per run only adds contention.
     """
     device = cfg.resolved_device()
     model.to(device).train()
@@ -340,8 +341,6 @@ def train(
         desc="train",
         dynamic_ncols=True,
     )
-    if prefetch is None:
-        prefetch = device.type == "cuda"
     feed = (
         _Prefetch(sample, rng, cfg.batch_size, range(start_step, cfg.steps)) if prefetch else None
     )

@@ -12,7 +12,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from paper_figures.sweep_rows import RESULTS_DIR, mean_std, save, sweep_rows
+from paper_figures.sweep_rows import RESULTS_DIR, mean_std, save, source_label, sweep_rows
 
 REFERENCE_BITS = (2.0, 3.6)  # bits per parameter reported for trained language models
 
@@ -99,6 +99,6 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     for ax in (ax_k, ax_p, ax_b):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"Closed-book phone book ({path.parent.name}/{path.name})", fontsize=11)
+    fig.suptitle(f"Closed-book phone book ({source_label(path, rows)})", fontsize=11)
     fig.tight_layout()
     return save(fig, out_dir, "fig_memorization")

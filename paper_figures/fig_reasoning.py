@@ -13,7 +13,7 @@ from typing import Any
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from paper_figures.sweep_rows import RESULTS_DIR, mean_std, save, sweep_rows
+from paper_figures.sweep_rows import RESULTS_DIR, mean_std, save, source_label, sweep_rows
 
 
 def _acc(row: dict[str, Any]) -> float:
@@ -123,7 +123,10 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
             ax.set_ylabel("held-out accuracy")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="upper left")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, loc="upper left")
+            else:  # a sweep slice not run yet at this scale: say so instead of an empty box
+                ax.text(0.5, 0.5, "no runs at this scale yet", ha="center", transform=ax.transAxes)
         ax_p.set_xscale("log")
         ax_p.xaxis.set_minor_formatter(NullFormatter())  # the 2×10^3, 3×10^3 … labels collide
         ax_p.set_xlabel("total parameters")
@@ -131,6 +134,6 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
         ax_k.set_xscale("log", base=2)
         ax_k.set_xlabel("experts K (fixed active width)")
         ax_k.set_title(f"{depth} layer(s): accuracy vs K at fixed active width", fontsize=10)
-    fig.suptitle(f"Balanced length-2 path ({path.parent.name}/{path.name})", fontsize=11)
+    fig.suptitle(f"Balanced length-2 path ({source_label(path, rows)})", fontsize=11)
     fig.tight_layout()
     return save(fig, out_dir, "fig_reasoning")

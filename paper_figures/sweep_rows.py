@@ -53,6 +53,31 @@ def sweep_rows(
     return [], None
 
 
+def planned_runs(path: Path) -> int | None:
+    """How many runs the sweep saved beside ``path`` (``<scale>.sweep.json``) expands to:
+    per grid, the product of the axis lengths (sweep's and grid's) times the seeds."""
+    spec_path = Path(path).with_suffix(".sweep.json")
+    if not spec_path.exists():
+        return None
+    spec = json.loads(spec_path.read_text())
+    total = 0
+    for grid in spec.get("grids") or [{"axes": {}}]:
+        count = len(spec.get("seeds", [0]))
+        for values in (*spec.get("axes", {}).values(), *grid.get("axes", {}).values()):
+            count *= len(values)
+        total += count
+    return total
+
+
+def source_label(path: Path, rows: list[dict[str, Any]]) -> str:
+    """``reasoning/paper.jsonl`` plus ", 36 of 264 runs" when the sweep is not complete."""
+    label = f"{path.parent.name}/{path.name}"
+    planned = planned_runs(path)
+    if planned is not None and len(rows) < planned:
+        label += f", {len(rows)} of {planned} runs"
+    return label
+
+
 def mean_std(
     rows: Iterable[dict[str, Any]],
     key: Callable[[dict[str, Any]], Hashable],

@@ -255,7 +255,7 @@ class _Prefetch:
                 for step in steps:
                     if set_step is not None:
                         set_step(step)
-                    item: Any = (*sample(rng, batch), rng.bit_generator.state)
+                    item: Any = (*sample(rng, batch), dict(rng.bit_generator.state))
                     while not self._stop.is_set():
                         try:
                             self._queue.put(item, timeout=0.1)
@@ -354,7 +354,7 @@ def train(
                 if set_step is not None:
                     set_step(step)
                 x_np, y_np = sample(rng, cfg.batch_size)
-                rng_state = rng.bit_generator.state
+                rng_state = dict(rng.bit_generator.state)
             x = torch.as_tensor(x_np, device=device)
             y = torch.as_tensor(y_np, device=device)
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):

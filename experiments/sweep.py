@@ -12,7 +12,7 @@ plus ``"task"`` and ``"grid"``. A run's id is the first 16 hex digits of the SHA
 full config as sorted-key JSON (:func:`run_id`), so the same run has the same id in any sweep,
 on any machine, and a restarted runner recognises what it already did.
 
-:func:`get_sweep` returns the catalogue's sweeps (``reasoning``, ``memorization``,
+:func:`get_sweep` returns the catalogue's sweeps (``reasoning``, ``depth``, ``memorization``,
 ``threshold``, ``learnability``, ``selftest``) at a scale: ``tiny`` (CI, minutes on CPU),
 ``small`` (CPU, under an hour on two shared cores) and ``paper`` (GPU; defined, not run on CPU).
 """
@@ -31,7 +31,7 @@ from theory.bounds import matched_moe_width
 from theory.errors import InputError
 
 SCALES = ("tiny", "small", "paper")
-TASKS = ("length2", "phonebook", "threshold", "selftest")
+TASKS = ("length2", "graph", "phonebook", "threshold", "selftest")
 _RESERVED = ("task", "grid", "seed")
 Scalar = int | float | str | bool | None
 
@@ -410,6 +410,40 @@ def _learnability(scale: str) -> SweepConfig:
     )
 
 
+def _depth(scale: str) -> SweepConfig:
+    """Connectivity and shortest path with deeper models: dense widths and MoE experts at a
+    fixed active width, per depth. Connectivity is the problem that wants depth (reachability
+    doubles its radius per layer at best); the question is the same as for length-2 path:
+    at a fixed active width, do more experts help?"""
+    vertices = {"tiny": [6], "small": [8], "paper": [16, 32]}[scale]
+    layers = {"tiny": [1, 2], "small": [1, 2, 4], "paper": [2, 4]}[scale]
+    widths = {"tiny": [8], "small": [16, 32], "paper": [32, 128]}[scale]
+    experts = {"tiny": [2], "small": [4, 16], "paper": [4, 16, 64]}[scale]
+    active = {"tiny": 8, "small": 16, "paper": 32}[scale]
+    train = dict(_LENGTH2_TRAIN[scale])
+    if scale == "small":  # probe: |V| = 8, width 32, 1000 steps: 83-90% connectivity
+        train.update(steps=1000, eval_interval=250)
+    shared = {"problem": ["connectivity", "shortest_path"], "layers": layers, "vertices": vertices}
+    return SweepConfig(
+        name="depth",
+        scale=scale,
+        task="graph",
+        fixed={
+            "heads": 2,
+            "threads": 1,
+            **train,
+            **({"target_accuracy": _PAPER_TARGET} if scale == "paper" else {}),
+        },
+        grids=(
+            Grid("dense", fixed={"experts": 1, "top_k": 1}, axes={**shared, "width": widths}),
+            Grid("moe", fixed={"width": active, "top_k": 1}, axes={**shared, "experts": experts}),
+        ),
+        seeds={"tiny": (0,), "small": (0, 1), "paper": (0, 1, 2)}[scale],
+        description="connectivity and shortest path (exact distance), 1 to 4 layers: dense "
+        f"widths, and MoE experts at fixed active width {active} (top-1)",
+    )
+
+
 def _selftest(scale: str) -> SweepConfig:
     """No training: each run sleeps and returns a number (runner tests, dry runs)."""
     return SweepConfig(
@@ -423,6 +457,7 @@ def _selftest(scale: str) -> SweepConfig:
 
 _CATALOGUE = {
     "reasoning": _reasoning,
+    "depth": _depth,
     "learnability": _learnability,
     "memorization": _memorization,
     "threshold": _threshold,

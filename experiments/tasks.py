@@ -10,7 +10,13 @@ Tasks:
 ``length2``    balanced length-2 path (``experiments.commands.train.graph_task``): a dense or
                MoE ``models.Transformer`` with factorized embeddings, held-out accuracy.
                Optional keys: ``target_accuracy`` (stop early once reached), ``curriculum``
-               (start |V| of a curriculum over |V| ramping over the first half of the steps).
+               (start |V| of a curriculum over |V| ramping over the first half of the steps),
+               ``sampler`` (``numpy``, the default, or ``device``: the same distribution drawn
+               by torch on the training device, ``experiments.device_sampler``).
+``graph``      as ``length2`` for any problem of ``theory.problems`` named by ``problem``:
+               ``connectivity`` (2 classes) or ``shortest_path`` (n classes: the distance,
+               0 = unreachable; accuracy is exact-distance accuracy). For the deeper models
+               of the depth sweep; the query and balance are those of ``parrots train --task``.
 ``phonebook``  a closed-book phone book (``constructions.memorizer.phone_book``: distinct
                names, one token each, → random numbers of ``value_bits`` bits); the model is
                trained on the entries and scored by exact-match recall of those same entries.
@@ -72,8 +78,12 @@ def _train_config(config: dict[str, Any], steps: int | None = None, target: floa
     )
 
 
-def _length2_once(
-    config: dict[str, Any], width: int, scratch: Path, target: float | None = None
+def _graph_once(
+    config: dict[str, Any],
+    width: int,
+    scratch: Path,
+    target: float | None = None,
+    problem: str = "length2",
 ) -> tuple[dict[str, Any], Curve]:
     import torch
 
@@ -81,9 +91,10 @@ def _length2_once(
     from models.train import train
     from models.transformer import ModelConfig, Transformer
     from theory.encoding import pair_blocks, vocab_size
+    from theory.problems import num_classes
 
     n, seed = int(config["vertices"]), int(config["seed"])
-    sample, length = graph_task("length2", n)
+    sample, length = graph_task(problem, n)
     model_cfg = ModelConfig(
         vocab_size=vocab_size(n),
         max_len=length,
@@ -92,14 +103,24 @@ def _length2_once(
         layers=int(config["layers"]),
         experts=int(config["experts"]),
         top_k=int(config["top_k"]),
-        num_classes=2,
+        num_classes=num_classes(problem, n),
         pair_blocks=pair_blocks(n),
     )
     held_out = sample(np.random.default_rng(seed + HELD_OUT_SEED_OFFSET), int(config["eval_size"]))
     train_sample: Any = sample
+    sampler = str(config.get("sampler", "numpy"))
+    if sampler not in ("numpy", "device"):
+        raise InputError(f"sampler must be 'numpy' or 'device', got {sampler!r}")
     if config.get("curriculum") is not None:  # over |V|, ramping over the first half
+        if sampler == "device":
+            raise InputError("the curriculum draws with numpy; use sampler 'numpy' with it")
         ramp = int(config["steps"]) // 2
-        train_sample = Curriculum("length2", n, int(config["curriculum"]), ramp)
+        train_sample = Curriculum(problem, n, int(config["curriculum"]), ramp)
+    elif sampler == "device":  # same distribution, drawn on the training device
+        from experiments.device_sampler import DeviceSampler
+
+        device = _train_config(config).resolved_device()
+        train_sample = DeviceSampler(problem, n, device, batch_hint=int(config["batch"]))
     model = Transformer(model_cfg, torch.Generator().manual_seed(seed))
     if target is None and config.get("target_accuracy") is not None:
         target = float(config["target_accuracy"])
@@ -117,12 +138,26 @@ def _length2_once(
         "resumed_from": summary["resumed_from"],
         "train_seconds": summary["seconds"],
         "device": summary["device"],
+        "sampler": sampler,
     }
+    if sampler == "device":  # must be 0: every batch met both class quotas
+        metrics["sampler_shortfalls"] = train_sample.shortfalls()
     return metrics, _curve(scratch)
 
 
 def length2(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Curve]:
-    metrics, curve = _length2_once(config, int(config["width"]), scratch)
+    metrics, curve = _graph_once(config, int(config["width"]), scratch)
+    metrics["width"] = int(config["width"])
+    return metrics, curve
+
+
+def graph(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Curve]:
+    from theory.problems import check_problem
+
+    if "problem" not in config:
+        raise InputError("graph task: the config needs a 'problem' (connectivity, ...)")
+    problem = check_problem(str(config["problem"]))
+    metrics, curve = _graph_once(config, int(config["width"]), scratch, problem=problem)
     metrics["width"] = int(config["width"])
     return metrics, curve
 
@@ -139,7 +174,7 @@ def threshold(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Cu
     found: int | None = None
     last: dict[str, Any] = {}
     for width in widths:
-        last, curve = _length2_once(config, width, scratch / f"w{width}", target=target)
+        last, curve = _graph_once(config, width, scratch / f"w{width}", target=target)
         tried[str(width)] = last["best_accuracy"]
         if last["best_accuracy"] >= target:
             found = width
@@ -214,6 +249,7 @@ def selftest(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Cur
 
 TASKS: dict[str, Task] = {
     "length2": length2,
+    "graph": graph,
     "phonebook": phonebook,
     "threshold": threshold,
     "selftest": selftest,

@@ -114,3 +114,13 @@ def test_generation_benchmark_reports_time_and_memory(capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["count"] == 2000 and report["positive_fraction"] == 0.5
     assert report["peak_rss_mb"] >= report["baseline_rss_mb"] > 0
+
+
+def test_sampler_benchmark_times_both_samplers_and_reports_the_ratio(capsys):
+    args = ["bench", "sampler", "--vertices", "6", "--batch", "64", "--repeats", "2"]
+    assert main([*args, "--device", "cpu", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert [r["problem"] for r in report["rows"]] == list(PROBLEMS)
+    for r in report["rows"]:
+        assert r["numpy_ms"] > 0 and r["device_ms"] > 0 and r["shortfalls"] == 0
+        assert r["numpy_over_device"] == pytest.approx(r["numpy_ms"] / r["device_ms"], rel=0.01)

@@ -99,3 +99,46 @@ def test_tiny_length2_and_threshold_rows(tmp_path: Path) -> None:
     # the explorer's overlay contract: only the row with a number is a point
     points = load_empirical(tmp_path)
     assert [(p["vertices"], p["experts"], p["width"]) for p in points] == [(5, 1, 4.0)]
+
+
+def test_graph_task_trains_connectivity_and_shortest_path_with_their_class_counts(
+    tmp_path: Path,
+) -> None:
+    n, width = 6, 8
+    sweep = SweepConfig(
+        name="depthmini",
+        scale="tiny",
+        task="graph",
+        fixed={
+            "vertices": n,
+            "width": width,
+            "heads": 2,
+            "layers": 2,
+            "top_k": 1,
+            "experts": 1,
+            "threads": 1,
+            "steps": 20,
+            "batch": 32,
+            "lr": 3e-3,
+            "eval_size": 128,
+            "eval_interval": 10,
+        },
+        axes={"problem": ["connectivity", "shortest_path", "flow"]},
+        grids=(Grid("numpy"), Grid("device", fixed={"sampler": "device"})),
+    )
+    report = run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
+    all_rows = read_rows(report.path)
+    on_device = [r for r in all_rows if r["config"]["grid"] == "device" and r["status"] == "ok"]
+    assert len(on_device) == 2
+    assert all(r["metrics"]["sampler"] == "device" for r in on_device)
+    assert all(r["metrics"]["sampler_shortfalls"] == 0 for r in on_device)
+    rows = {r["config"]["problem"]: r for r in all_rows if r["config"]["grid"] == "numpy"}
+    assert rows["flow"]["status"] == "failed" and "flow" in rows["flow"]["error"]
+    decision, distance = rows["connectivity"], rows["shortest_path"]
+    assert decision["status"] == distance["status"] == "ok"
+    # connectivity has the length-2 classifier's 2 classes; shortest path one class per
+    # distance 0..n-1 (0 = unreachable): n - 2 more read-out rows of width + 1 parameters
+    two_class = param_counts(graph_arch(n, width, heads=2, layers=2))["total"]
+    assert decision["metrics"]["total_params"] == two_class
+    assert distance["metrics"]["total_params"] == two_class + (n - 2) * (width + 1)
+    assert all(len(r["curve"]["evals"]) == 2 for r in (decision, distance))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from paper_figures import fig_memorization, fig_precision, fig_reasoning, fig_threshold
+from paper_figures import fig_depth, fig_memorization, fig_precision, fig_reasoning, fig_threshold
 from paper_figures.explorer import load_empirical
 from paper_figures.registry import figure_makers
 from paper_figures.sweep_rows import mean_std, sweep_rows
@@ -71,9 +71,25 @@ def reasoning_rows() -> list[dict]:
     return out
 
 
+def depth_rows() -> list[dict]:
+    out, i = [], 0
+    for problem in ("connectivity", "shortest_path"):
+        for layers in (1, 2, 4):
+            for seed in (0, 1):
+                base = {"problem": problem, "layers": layers, "vertices": 8, "seed": seed}
+                for w in (16, 32):
+                    cfg = {**base, "grid": "dense", "width": w, "experts": 1, "top_k": 1}
+                    out.append(row("d", i := i + 1, cfg, {"accuracy": 0.6 + layers / 20}))
+                for k in (4, 16):
+                    cfg = {**base, "grid": "moe", "width": 16, "experts": k, "top_k": 1}
+                    out.append(row("d", i := i + 1, cfg, {"accuracy": 0.6 + seed / 50}))
+    return out
+
+
 def test_sweep_figures_render_png_and_pdf_from_fixture_rows(tmp_path: Path) -> None:
     res, out = tmp_path / "results", tmp_path / "out"
     write(res / "reasoning" / "small.jsonl", reasoning_rows())
+    write(res / "depth" / "small.jsonl", depth_rows())
     mem = [
         row(
             "m",
@@ -116,12 +132,12 @@ def test_sweep_figures_render_png_and_pdf_from_fixture_rows(tmp_path: Path) -> N
     }
     write(res / "constructions" / "length2_precision.jsonl", [study])
     made = []
-    for module in (fig_reasoning, fig_memorization, fig_threshold, fig_precision):
+    for module in (fig_reasoning, fig_depth, fig_memorization, fig_threshold, fig_precision):
         paths = module.make(out, results_dir=res)
         assert [p.suffix for p in paths] == [".png", ".pdf"]
         assert all(p.stat().st_size > 5000 for p in paths)
         made += paths
-    assert len({p.name for p in made}) == 8
+    assert len({p.name for p in made}) == 10
     # the threshold rows meet the explorer's overlay contract: two points, not the miss
     assert sorted((p["vertices"], p["width"]) for p in load_empirical(res)) == [(5, 8), (6, 16)]
 
@@ -129,9 +145,10 @@ def test_sweep_figures_render_png_and_pdf_from_fixture_rows(tmp_path: Path) -> N
 def test_figures_skip_with_a_message_when_results_are_absent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for module in (fig_reasoning, fig_memorization, fig_threshold, fig_precision):
+    modules = (fig_reasoning, fig_depth, fig_memorization, fig_threshold, fig_precision)
+    for module in modules:
         assert module.make(tmp_path / "out", results_dir=tmp_path) == []
-    assert capsys.readouterr().out.count("skipped") == 4
+    assert capsys.readouterr().out.count("skipped") == len(modules)
 
 
 def test_sweep_rows_take_the_largest_scale_and_the_last_row_of_a_run(tmp_path: Path) -> None:
@@ -154,4 +171,5 @@ def test_sweep_rows_take_the_largest_scale_and_the_last_row_of_a_run(tmp_path: P
 
 def test_every_sweep_figure_is_registered() -> None:
     names = set(figure_makers())
-    assert {"fig_reasoning", "fig_memorization", "fig_threshold", "fig_precision"} <= names
+    assert {"fig_reasoning", "fig_depth", "fig_memorization", "fig_threshold"} <= names
+    assert "fig_precision" in names

@@ -94,9 +94,13 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
                 ax.legend(fontsize=7, loc="lower right")
             else:
                 ax.text(0.5, 0.5, "no runs at this scale yet", ha="center", transform=ax.transAxes)
+        depths = sorted({int(r["config"]["layers"]) for r in rows})
+        counts_all = sorted({int(r["config"]["experts"]) for r in rows})
+        ax_l.set_xticks(depths, [str(d) for d in depths])
         ax_l.set_xlabel("layers")
         ax_l.set_title(f"{_TITLES.get(problem, problem)}: accuracy vs depth", fontsize=10)
         ax_k.set_xscale("log", base=2)
+        ax_k.set_xticks(counts_all, [str(k) for k in counts_all])
         ax_k.set_xlabel("experts K at fixed active width (K=1: the dense model of that width)")
         ax_k.set_title(f"{_TITLES.get(problem, problem)}: accuracy vs K", fontsize=10)
     fig.suptitle(f"Deeper models ({source_label(path, rows)})", fontsize=11)

@@ -70,6 +70,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--eval-size", type=int, default=4096)
     t.add_argument("--target-accuracy", type=float, default=None)
     t.add_argument(
+        "--sampler",
+        default="numpy",
+        choices=("numpy", "device"),
+        help="device: draw the same balanced distribution with torch on the training device "
+        "(experiments/device_sampler.py; for GPUs, where numpy sampling costs more than a step)",
+    )
+    t.add_argument(
         "--curriculum",
         type=int,
         default=None,
@@ -222,8 +229,16 @@ def run(args: argparse.Namespace) -> int:
     sample, _ = graph_task(args.task, args.vertices, args.directed)
     train_sample: Any = sample
     if args.curriculum is not None:
+        if args.sampler == "device":
+            raise InputError("--curriculum draws with numpy; drop --sampler device")
         ramp = args.curriculum_steps if args.curriculum_steps is not None else args.steps // 2
         train_sample = Curriculum(args.task, args.vertices, args.curriculum, ramp, args.directed)
+    elif args.sampler == "device":
+        from experiments.device_sampler import DeviceSampler
+
+        train_sample = DeviceSampler(
+            args.task, args.vertices, train_cfg.resolved_device(), args.directed, args.batch
+        )
     held_out = sample(np.random.default_rng(args.seed + HELD_OUT_SEED_OFFSET), args.eval_size)
     model = Transformer(model_cfg, torch.Generator().manual_seed(args.seed))
     try:
@@ -247,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         "experts": args.experts,
         "top_k": args.top_k,
         "embedding": args.embedding,
+        "sampler": args.sampler,
         **summary,
     }
     if args.results:
@@ -258,6 +274,7 @@ def run(args: argparse.Namespace) -> int:
             "eval_size": args.eval_size,
             "curriculum": args.curriculum,
             "curriculum_steps": args.curriculum_steps,
+            **({"sampler": "device"} if args.sampler == "device" else {}),
         }
         run_id = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
         append_row(

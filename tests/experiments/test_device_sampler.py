@@ -131,3 +131,53 @@ def test_bad_input_is_an_input_error() -> None:
         DeviceSampler("connectivity", 3)  # 2 edges of 3: always connected
     with pytest.raises(InputError, match="batch"):
         DeviceSampler("length2", 6)(np.random.default_rng(0), 0)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_training_on_device_batches_resumes_exactly(tmp_path) -> None:
+    """The trainer checkpoints only its numpy state; the device stream follows from it, so a
+    run killed after step 5 and resumed from its step-4 checkpoint ends with a straight run's
+    weights."""
+    from models.train import TrainConfig, train
+    from models.transformer import ModelConfig, Transformer
+    from theory.encoding import pair_blocks, vocab_size
+
+    n = 6
+    sampler = DeviceSampler("shortest_path", n, batch_hint=32)
+    held_out = graph_task("shortest_path", n)[0](np.random.default_rng(1), 64)
+    cfg = TrainConfig(steps=8, eval_interval=4, batch_size=32, warmup_steps=2, device="cpu")
+
+    def model() -> Transformer:
+        mc = ModelConfig(
+            vocab_size=vocab_size(n),
+            max_len=sampler.length,
+            width=16,
+            heads=2,
+            layers=2,
+            experts=4,
+            top_k=2,
+            num_classes=n,
+            pair_blocks=pair_blocks(n),
+        )
+        return Transformer(mc, torch.Generator().manual_seed(0))
+
+    straight = model()
+    train(straight, cfg, sampler, held_out, out_dir=tmp_path / "a", progress=False)
+    calls = {"n": 0}
+
+    def dies_after_five(rng, batch):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise _Interrupt
+        return sampler(rng, batch)
+
+    with pytest.raises(_Interrupt):
+        train(model(), cfg, dies_after_five, held_out, out_dir=tmp_path / "b", progress=False)
+    resumed = model()
+    summary = train(resumed, cfg, sampler, held_out, out_dir=tmp_path / "b", progress=False)
+    assert summary["resumed_from"] == 4
+    for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

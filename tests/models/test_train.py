@@ -283,3 +283,14 @@ def test_curriculum_grows_vertices_and_keeps_labels_exact():
         assert touched.max() <= want and tokens.shape == (64, cur.length)
     with pytest.raises(InputError):
         Curriculum("length2", 10, 11, ramp=5)
+
+
+def test_parrots_train_draws_on_the_device_when_asked(capsys):
+    args = ["train", "--task", "shortest_path", "--vertices", "6", "--width", "16"]
+    args += ["--layers", "1", "--steps", "2", "--batch", "16", "--eval-size", "32"]
+    args += ["--device", "cpu", "--json", "--sampler", "device"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["sampler"] == "device" and summary["steps"] == 2
+    assert main([*args, "--curriculum", "4"]) == 2
+    assert "--curriculum draws with numpy" in capsys.readouterr().err

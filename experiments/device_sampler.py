@@ -15,7 +15,7 @@ with a fixed number C of candidates per batch, so every shape is static (nothing
 to the host; a CUDA graph can capture it): per class it keeps the first candidates in
 candidate order. If a class had fewer than its quota among the C candidates the batch would
 be short of it; C is chosen at construction from a pilot estimate of the class rate so that
-this has probability below 1e-9 per batch (Chernoff), and :meth:`shortfalls` counts every
+this has probability below 1e-9 per class and batch (Chernoff), and :meth:`shortfalls` counts every
 missing instance anyway, so a run can prove it never happened.
 
 Labels, batched on the device: length-2 path is ``any_w A[s, w] A[w, t]``; connectivity and

@@ -412,9 +412,9 @@ def _learnability(scale: str) -> SweepConfig:
 
 def _depth(scale: str) -> SweepConfig:
     """Connectivity and shortest path with deeper models: dense widths and MoE experts at a
-    fixed active width, per depth. Connectivity is the problem that wants depth (reachability
-    doubles its radius per layer at best); the question is the same as for length-2 path:
-    at a fixed active width, do more experts help?"""
+    fixed active width, per depth. Connectivity and distances are the problems that want
+    depth (the known transformer constructions for them use O(log n) layers); the question is
+    the one asked of length-2 path: at a fixed active width, do more experts help?"""
     vertices = {"tiny": [6], "small": [8], "paper": [16, 32]}[scale]
     layers = {"tiny": [1, 2], "small": [1, 2, 4], "paper": [2, 4]}[scale]
     widths = {"tiny": [8], "small": [16, 32], "paper": [32, 128]}[scale]

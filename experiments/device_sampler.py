@@ -36,7 +36,7 @@ from torch import Tensor
 
 from theory.encoding import BOS, NUM_SPECIAL
 from theory.errors import InputError
-from theory.generators import balanced_num_edges
+from theory.generators import balanced_num_edges, pair_slots
 from theory.problems import check_problem
 
 _PILOT = 4096  # candidates drawn once at construction to estimate the class rate
@@ -62,10 +62,7 @@ class DeviceSampler:
             raise InputError(f"need at least 3 vertices, got n={n!r}")
         self.n, self.directed, self.device = n, directed, torch.device(device)
         self.m = balanced_num_edges(problem, n, directed)
-        if directed:
-            u, v = np.nonzero(~np.eye(n, dtype=bool))
-        else:
-            u, v = np.triu_indices(n, 1)
+        u, v = pair_slots(n, directed)  # the slots gnm draws from, in the same order
         self._fwd = torch.as_tensor(u * n + v, device=self.device)
         self._rev = None if directed else torch.as_tensor(v * n + u, device=self.device)
         self.length = 2 + (self.m if directed else 2 * self.m)

@@ -87,7 +87,7 @@ def _graph_once(
 ) -> tuple[dict[str, Any], Curve]:
     import torch
 
-    from experiments.commands.train import Curriculum, graph_task
+    from experiments.commands.train import graph_task, training_sampler
     from models.train import train
     from models.transformer import ModelConfig, Transformer
     from theory.encoding import pair_blocks, vocab_size
@@ -107,26 +107,21 @@ def _graph_once(
         pair_blocks=pair_blocks(n),
     )
     held_out = sample(np.random.default_rng(seed + HELD_OUT_SEED_OFFSET), int(config["eval_size"]))
-    train_sample: Any = sample
-    sampler = str(config.get("sampler", "numpy"))
-    if sampler not in ("numpy", "device"):
-        raise InputError(f"sampler must be 'numpy' or 'device', got {sampler!r}")
-    if config.get("curriculum") is not None:  # over |V|, ramping over the first half
-        if sampler == "device":
-            raise InputError("the curriculum draws with numpy; use sampler 'numpy' with it")
-        ramp = int(config["steps"]) // 2
-        train_sample = Curriculum(problem, n, int(config["curriculum"]), ramp)
-    elif sampler == "device":  # same distribution, drawn on the training device
-        from experiments.device_sampler import DeviceSampler
-
-        device = _train_config(config).resolved_device()
-        train_sample = DeviceSampler(problem, n, device, batch_hint=int(config["batch"]))
-    model = Transformer(model_cfg, torch.Generator().manual_seed(seed))
     if target is None and config.get("target_accuracy") is not None:
         target = float(config["target_accuracy"])
-    summary = train(
-        model, _train_config(config, target=target), train_sample, held_out, scratch, progress=False
+    train_cfg = _train_config(config, target=target)
+    sampler = str(config.get("sampler", "numpy"))
+    curriculum = config.get("curriculum")  # over |V|, ramping over the first half
+    train_sample = training_sampler(
+        problem,
+        n,
+        sampler,
+        train_cfg,
+        None if curriculum is None else int(curriculum),
+        ramp=int(config["steps"]) // 2,
     )
+    model = Transformer(model_cfg, torch.Generator().manual_seed(seed))
+    summary = train(model, train_cfg, train_sample, held_out, scratch, progress=False)
     metrics = {
         "accuracy": summary["held_out_accuracy"],
         "best_accuracy": summary["best_accuracy"],

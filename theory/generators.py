@@ -43,7 +43,7 @@ def _check_size(n: int, count: int) -> None:
         raise InputError(f"count must be a non-negative integer, got {count}")
 
 
-def _pair_slots(n: int, directed: bool) -> tuple[np.ndarray, np.ndarray]:
+def pair_slots(n: int, directed: bool) -> tuple[np.ndarray, np.ndarray]:
     """The vertex pairs an edge can occupy: u < v if undirected, u != v if directed."""
     if directed:
         u, v = np.nonzero(~np.eye(n, dtype=bool))
@@ -53,7 +53,7 @@ def _pair_slots(n: int, directed: bool) -> tuple[np.ndarray, np.ndarray]:
 
 def _graphs_from_picks(n: int, picks: np.ndarray, directed: bool) -> GraphBatch:
     """Graphs from the slot indices (B, m) of their edges (each slot at most once per graph)."""
-    u, v = _pair_slots(n, directed)
+    u, v = pair_slots(n, directed)
     count = picks.shape[0]
     base = (np.arange(count, dtype=np.int64) * (n * n))[:, None]
     flat = np.zeros(count * n * n, dtype=bool)
@@ -65,7 +65,7 @@ def _graphs_from_picks(n: int, picks: np.ndarray, directed: bool) -> GraphBatch:
 
 def all_graphs(n: int, directed: bool = False) -> GraphBatch:
     """Every graph on n labelled vertices, in binary order of their edge sets (2^#pairs)."""
-    u, _ = _pair_slots(n, directed)
+    u, _ = pair_slots(n, directed)
     slots = len(u)
     if slots > 24:
         raise InputError(f"all graphs on n={n} vertices is 2^{slots} graphs; at most 2^24")
@@ -75,7 +75,7 @@ def all_graphs(n: int, directed: bool = False) -> GraphBatch:
 
 
 def _graphs_from_mask(n: int, present: np.ndarray, directed: bool) -> GraphBatch:
-    u, v = _pair_slots(n, directed)
+    u, v = pair_slots(n, directed)
     adj = np.zeros((present.shape[0], n, n), dtype=bool)
     adj[:, u, v] = present
     if not directed:
@@ -96,7 +96,7 @@ def erdos_renyi(
     """G(n, p): every possible edge present independently with probability p."""
     if not 0.0 <= p <= 1.0:
         raise InputError(f"edge probability must be in [0, 1], got {p}")
-    present = rng.random((count, len(_pair_slots(n, directed)[0]))) < p
+    present = rng.random((count, len(pair_slots(n, directed)[0]))) < p
     return _graphs_from_mask(n, present, directed)
 
 
@@ -107,7 +107,7 @@ def gnm(rng: np.random.Generator, n: int, m: int, count: int, directed: bool = F
     and take slot r, or slot j if r was taken. Every m-subset of the P slots is equally likely,
     and it costs m draws per graph rather than P.
     """
-    slots = len(_pair_slots(n, directed)[0])
+    slots = len(pair_slots(n, directed)[0])
     if not 0 <= m <= slots:
         raise InputError(f"a graph on {n} vertices has 0..{slots} edges, asked for m={m}")
     taken = np.zeros(count * slots, dtype=bool)  # flat (count, slots) membership
@@ -136,7 +136,7 @@ def balanced_edge_prob(problem: str, n: int) -> float:
 
 def balanced_num_edges(problem: str, n: int, directed: bool = False) -> int:
     """The edge count M of every graph the balanced sampler draws."""
-    slots = len(_pair_slots(n, directed)[0])
+    slots = len(pair_slots(n, directed)[0])
     return max(1, min(slots - 1, round(balanced_edge_prob(problem, n) * slots)))
 
 

@@ -18,7 +18,7 @@ import torch
 
 from experiments.commands.train import graph_task
 from experiments.device_sampler import DeviceSampler
-from theory.errors import InputError
+from models.train import TrainConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,16 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA device here")
-    return torch.device(name)
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    device = _device(args.device)
+    device = TrainConfig(device=args.device).resolved_device()  # validates auto|cpu|cuda
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     rows = []
     for problem in args.problems.split(","):

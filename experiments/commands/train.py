@@ -122,6 +122,32 @@ def graph_task(problem: str, n: int, directed: bool = False):
     return sample, length
 
 
+def training_sampler(
+    problem: str,
+    n: int,
+    sampler: str,
+    train_cfg: Any,
+    curriculum: int | None = None,
+    ramp: int = 1,
+    directed: bool = False,
+) -> Any:
+    """The training batches of ``parrots train`` and the sweep tasks: numpy's ``graph_task``,
+    a :class:`Curriculum` over |V| from ``curriculum`` vertices (numpy), or the same law drawn
+    by torch on the training device (``sampler="device"``)."""
+    if sampler not in ("numpy", "device"):
+        raise InputError(f"sampler must be 'numpy' or 'device', got {sampler!r}")
+    if curriculum is not None:
+        if sampler == "device":
+            raise InputError("the curriculum draws with numpy; use the numpy sampler with it")
+        return Curriculum(problem, n, curriculum, ramp, directed)
+    if sampler == "device":
+        from experiments.device_sampler import DeviceSampler
+
+        device = train_cfg.resolved_device()
+        return DeviceSampler(problem, n, device, directed, train_cfg.batch_size)
+    return graph_task(problem, n, directed)[0]
+
+
 class Curriculum:
     """Curriculum over |V|: at step s the graphs have n_s vertices, n_s rising linearly from
     ``start`` to n over the first ``ramp`` steps, then n. A graph on n_s < n vertices is a
@@ -227,18 +253,10 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"--eval-size must be positive, got {args.eval_size}")
     model_cfg, train_cfg = build_configs(args)
     sample, _ = graph_task(args.task, args.vertices, args.directed)
-    train_sample: Any = sample
-    if args.curriculum is not None:
-        if args.sampler == "device":
-            raise InputError("--curriculum draws with numpy; drop --sampler device")
-        ramp = args.curriculum_steps if args.curriculum_steps is not None else args.steps // 2
-        train_sample = Curriculum(args.task, args.vertices, args.curriculum, ramp, args.directed)
-    elif args.sampler == "device":
-        from experiments.device_sampler import DeviceSampler
-
-        train_sample = DeviceSampler(
-            args.task, args.vertices, train_cfg.resolved_device(), args.directed, args.batch
-        )
+    ramp = args.curriculum_steps if args.curriculum_steps is not None else args.steps // 2
+    train_sample = training_sampler(
+        args.task, args.vertices, args.sampler, train_cfg, args.curriculum, ramp, args.directed
+    )
     held_out = sample(np.random.default_rng(args.seed + HELD_OUT_SEED_OFFSET), args.eval_size)
     model = Transformer(model_cfg, torch.Generator().manual_seed(args.seed))
     try:

@@ -293,4 +293,4 @@ def test_parrots_train_draws_on_the_device_when_asked(capsys):
     summary = json.loads(capsys.readouterr().out)
     assert summary["sampler"] == "device" and summary["steps"] == 2
     assert main([*args, "--curriculum", "4"]) == 2
-    assert "--curriculum draws with numpy" in capsys.readouterr().err
+    assert "the curriculum draws with numpy" in capsys.readouterr().err

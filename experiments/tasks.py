@@ -12,7 +12,8 @@ Tasks:
                Optional keys: ``target_accuracy`` (stop early once reached), ``curriculum``
                (start |V| of a curriculum over |V| ramping over the first half of the steps),
                ``sampler`` (``numpy``, the default, or ``device``: the same distribution drawn
-               by torch on the training device, ``experiments.device_sampler``).
+               by torch on the training device, ``experiments.device_sampler``),
+               ``cuda_graph`` (replay forward and backward as CUDA graphs, GPU only).
 ``graph``      as ``length2`` for any problem of ``theory.problems`` named by ``problem``:
                ``connectivity`` (2 classes) or ``shortest_path`` (n classes: the distance,
                0 = unreachable; accuracy is exact-distance accuracy). For the deeper models
@@ -75,6 +76,7 @@ def _train_config(config: dict[str, Any], steps: int | None = None, target: floa
         target_accuracy=target,
         seed=int(config["seed"]),
         device=str(config.get("device", "auto")),
+        cuda_graph=bool(config.get("cuda_graph", False)),
     )
 
 

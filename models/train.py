@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
-from models.transformer import ModelConfig, Transformer
+from models.transformer import ModelConfig, MoEAux, Transformer
 from theory.errors import InputError
 
 Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
@@ -66,6 +66,7 @@ class TrainConfig:
     target_accuracy: float | None = None  # stop early once held-out accuracy reaches it
     seed: int = 0
     device: str = "auto"
+    cuda_graph: bool = False  # replay forward and backward as CUDA graphs (see ``train``)
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -92,6 +93,8 @@ class TrainConfig:
             bad(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.device == "cuda" and not torch.cuda.is_available():
             bad("device='cuda' but no CUDA device is available")
+        if self.cuda_graph and self.resolved_device().type != "cuda":
+            bad("cuda_graph needs a CUDA device, and this run would train on the CPU")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,6 +203,34 @@ def _optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.95))
 
 
+class _ForwardAux(torch.nn.Module):
+    """``model.forward_aux(x, sync_free=True)`` as a module of its own: what
+    ``torch.cuda.make_graphed_callables`` captures (a module, so that its parameters are part
+    of the graph's input surface and receive gradients)."""
+
+    def __init__(self, model: Transformer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor) -> tuple[Tensor, list[MoEAux]]:
+        return self.model.forward_aux(tokens, sync_free=True)
+
+
+def _graphed_forward(
+    model: Transformer, example: Tensor
+) -> Callable[[Tensor], tuple[Tensor, list[MoEAux]]]:
+    """``model.forward_aux`` with its forward and its backward each replayed as one CUDA
+    graph: a small model's step is hundreds of kernel launches, so on a GPU its time is the
+    launches', not the arithmetic's (research/probes.md); a replay is one launch each way.
+    Captured in bf16 autocast (with the weight-cast cache off, as capture requires) on the
+    shape of ``example``; every later batch must have that shape. The model reads nothing
+    back to the host in ``sync_free`` mode (tests/models: it runs on the meta device), which
+    is what capture needs. The loss, the gradient clip and AdamW stay eager."""
+    with torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
+        graphed = torch.cuda.make_graphed_callables(_ForwardAux(model), (example,))
+    return graphed  # type: ignore[return-value]
+
+
 def _loss_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Cross-entropy (mean over counted labels), number correct, number counted."""
     logits = logits.float().reshape(-1, logits.shape[-1])
@@ -302,6 +333,8 @@ def train(
     last good checkpoint. ``prefetch`` draws batches on a background thread while the device
     works; it changes no result. Off by default: a sweep runs many trainings at once, the
     CPU is then the bottleneck, and an extra busy thread per run only adds contention.
+    ``cfg.cuda_graph`` replays the model's forward and backward as CUDA graphs captured on
+    the first batch (:func:`_graphed_forward`); every batch must then have its shape.
     """
     device = cfg.resolved_device()
     model.to(device).train()
@@ -331,6 +364,7 @@ def train(
 
     set_step = getattr(sample, "set_step", None)  # curricula: told the step before each draw
     use_amp = device.type == "cuda"
+    graphed: Callable[[Tensor], tuple[Tensor, list[MoEAux]]] | None = None
     started = time.perf_counter()
     tokens_seen, last_eval, stopped_early, step = 0, None, False, start_step
     bar = tqdm(
@@ -357,8 +391,10 @@ def train(
                 rng_state = dict(rng.bit_generator.state)
             x = torch.as_tensor(x_np, device=device)
             y = torch.as_tensor(y_np, device=device)
+            if cfg.cuda_graph and graphed is None:
+                graphed = _graphed_forward(model, x)  # on the first batch's shape
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
-                logits, auxes = model.forward_aux(x)
+                logits, auxes = (graphed or model.forward_aux)(x)
             task_loss, correct, counted = _loss_and_correct(logits, y)
             balance = sum((a.balance_loss for a in auxes), torch.zeros((), device=device))
             z = sum((a.z_loss for a in auxes), torch.zeros((), device=device))

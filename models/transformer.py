@@ -332,6 +332,8 @@ def _grouped_mm_ok(a: Tensor, w: Tensor) -> bool:
     """Whether ``torch._grouped_mm`` can run a @ w here (else the segment loop does)."""
     if not hasattr(torch, "_grouped_mm") or a.dtype != w.dtype:
         return False
+    if a.device.type == "meta":  # shapes only: as on CUDA (a test checks no host reads)
+        return a.dtype == torch.bfloat16
     if a.device.type == "cuda":
         return a.dtype == torch.bfloat16 and torch.cuda.get_device_capability(a.device) >= (9, 0)
     if a.device.type != "cpu" or a.dtype not in (torch.float32, torch.bfloat16, torch.float16):
@@ -394,9 +396,10 @@ class _Undispatch(torch.autograd.Function):
 class Routing(NamedTuple):
     experts: Tensor  # (N, k) chosen expert ids
     weights: Tensor  # (N, k) their weights (softmax probs, renormalised if asked)
-    keep: Tensor  # (N·k,) bool, False for slots dropped by capacity
-    order: Tensor  # (N·k,) slot ids sorted by expert, token order within an expert (stable)
-    ends: Tensor  # (K,) end of each expert's segment in ``order`` (before capacity drops)
+    keep: Tensor  # (N·k,) bool: False for a slot not processed (a PAD token's, or dropped)
+    order: Tensor  # (N·k,) slot ids sorted by expert (token order within one), unkept last
+    ends: Tensor  # (K,) end of each expert's segment in ``order`` (kept slots only)
+    partial: bool  # whether some slot may be unkept (a PAD mask or a capacity was applied)
 
 
 class MoEMLP(nn.Module):
@@ -410,14 +413,18 @@ class MoEMLP(nn.Module):
     token is processed by exactly its k experts. With ``capacity_factor`` c each expert takes
     at most ceil(c·N·k/K) slots, first come (token order) first served; the rest are dropped
     (the token keeps its residual) and counted in ``MoEAux.dropped`` and ``last_dropped``.
+    Tokens where the mask is False (PAD) are not routed: output 0, no aux contribution, and
+    N counts real tokens only.
 
     Two dispatch paths with the same result: ``loop`` (reference: for each expert, gather
     its tokens) and ``grouped`` (sort slots by expert, run all experts as grouped matrix
     products with ``torch._grouped_mm`` where it runs, else a loop over the sorted segments).
-    Neither spends compute on an expert that received no token. The dropless grouped path
-    never waits on the GPU: counts come from the sort (``searchsorted``), not ``bincount``
-    (which reads the maximum back to the host), and both permutations back-propagate by
-    gathers through the inverse permutation instead of scatter-adds.
+    Neither spends compute on an expert that received no token. The grouped path never reads
+    a value back to the host (so a training step can be captured as a CUDA graph): counts
+    come from the sort (``searchsorted``), not ``bincount`` or ``nonzero``; an unprocessed
+    slot is sorted after every segment instead of being removed (shapes stay static), and
+    both permutations back-propagate by gathers through the inverse permutation instead of
+    scatter-adds.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
@@ -432,10 +439,17 @@ class MoEMLP(nn.Module):
         self.w2 = nn.Parameter(torch.empty(K, m, d))
         self.b1 = nn.Parameter(torch.zeros(K, d)) if cfg.bias else None
         self.b2 = nn.Parameter(torch.zeros(K, m)) if cfg.bias else None
-        self.last_dropped = 0
+        self._dropped: Tensor | None = None
 
-    def route(self, x: Tensor) -> tuple[Routing, MoEAux]:
-        """Router decisions for x (N, m), and the auxiliary terms."""
+    @property
+    def last_dropped(self) -> int:
+        """Slots the last forward dropped for capacity (read lazily: a host read)."""
+        return 0 if self._dropped is None else int(self._dropped)
+
+    def route(self, x: Tensor, mask: Tensor | None = None) -> tuple[Routing, MoEAux]:
+        """Router decisions for x (N, m) and the auxiliary terms; rows where ``mask`` (N,) is
+        False are not routed. Nothing is read back to the host: a slot that is not processed
+        gets the sentinel expert id K, which the stable sort puts after every segment."""
         N, K, k = x.shape[0], self.experts, self.top_k
         logits = self.router(x).float()
         probs = logits.softmax(dim=-1)
@@ -443,26 +457,50 @@ class MoEMLP(nn.Module):
         if self.renormalize:
             weights = weights / weights.sum(dim=-1, keepdim=True)
         flat = experts.reshape(-1)
-        order = torch.argsort(flat, stable=True)
         ids = torch.arange(K, device=x.device, dtype=flat.dtype)
-        ends = torch.searchsorted(flat[order], ids, right=True)
+
+        def sort(keep: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+            key = flat if keep is None else flat.masked_fill(~keep, K)
+            order = torch.argsort(key, stable=True)
+            return order, key[order], torch.searchsorted(key[order], ids, right=True)
+
+        keep = None if mask is None else mask.repeat_interleave(k)  # slot i·k + j: token i
+        real: Tensor | int = N if mask is None else mask.sum()  # tokens routed
+        order, sorted_key, ends = sort(keep)
         counts = torch.diff(ends, prepend=ends.new_zeros(1))
-        keep = torch.ones_like(flat, dtype=torch.bool)
         kept = counts
         if self.capacity_factor is not None and N:
-            capacity = math.ceil(self.capacity_factor * N * k / K)
+            c = self.capacity_factor  # ceil(c·N·k/K), the same float64 operations either way
+            if isinstance(real, int):
+                capacity: Tensor | int = math.ceil(c * real * k / K)
+            else:
+                capacity = torch.ceil(real.double() * c * k / K).long()
+            starts = torch.cat([ends - counts, ends[-1:]])  # (the sentinel's entry is unused)
             rank = torch.empty_like(flat)
-            rank[order] = torch.arange(flat.numel(), device=x.device) - (ends - counts)[flat[order]]
-            keep = rank < capacity  # first come (token order) first served
-            kept = counts.clamp(max=capacity)
+            rank[order] = torch.arange(flat.numel(), device=x.device) - starts[sorted_key]
+            first = rank < capacity  # first come (token order) first served
+            keep = first if keep is None else keep & first
+            kept = (
+                counts.clamp(max=capacity)
+                if isinstance(capacity, int)
+                else torch.minimum(counts, capacity)  # no host-made tensor: capturable
+            )
+            order, _, ends = sort(keep)
         if N:
-            f = counts.float() / (N * k)
-            balance = K * (f * probs.mean(dim=0)).sum()
-            z = torch.logsumexp(logits, dim=-1).square().mean()
+            tokens = real if isinstance(real, int) else real.clamp(min=1).float()
+            p, lse2 = probs, torch.logsumexp(logits, dim=-1).square()
+            if mask is not None:
+                p, lse2 = p * mask[:, None], lse2 * mask
+            balance = K * (counts.float() / (tokens * k) * p.sum(dim=0) / tokens).sum()
+            z = lse2.sum() / tokens
         else:
             balance = z = logits.new_zeros(())
         dropped = counts.sum() - kept.sum()
-        return Routing(experts, weights, keep, order, ends), MoEAux(balance, z, kept, dropped)
+        partial = keep is not None
+        if keep is None:
+            keep = torch.ones_like(flat, dtype=torch.bool)
+        routing = Routing(experts, weights, keep, order, ends, partial)
+        return routing, MoEAux(balance, z, kept, dropped)
 
     def _unbound(self) -> list[tuple[Tensor, Tensor | None, Tensor, Tensor | None]]:
         """Per-expert (w1, b1, w2, b2) views. ``unbind`` once, not ``w1[e]`` per expert: the
@@ -478,7 +516,7 @@ class MoEMLP(nn.Module):
         return F.linear(_activation(self.activation, F.linear(x, w1, b1)), w2, b2)
 
     def _loop(self, x: Tensor, r: Routing) -> Tensor:
-        """Reference dispatch: for each expert, its tokens, in token order."""
+        """Reference dispatch: for each expert, its kept slots' tokens, in token order."""
         flat, w = r.experts.reshape(-1), r.weights.reshape(-1)
         out = torch.zeros_like(x)
         params = self._unbound()
@@ -491,47 +529,50 @@ class MoEMLP(nn.Module):
             out.index_add_(0, tok, y)
         return out
 
-    def _experts_sorted(self, xs: Tensor, e_sorted: Tensor, ends: Tensor) -> Tensor:
-        """All experts on rows xs (S, m) sorted by expert (segment ends ``ends``)."""
+    def _experts_sorted(self, xs: Tensor, e_sorted: Tensor, ends: Tensor, partial: bool) -> Tensor:
+        """All experts on rows xs (S, m) sorted by expert (segment ends ``ends``); rows past
+        the last segment (``partial``) give exact zeros and get zero gradient."""
         dtype = xs.dtype
         w1, w2 = self.w1.to(dtype), self.w2.to(dtype)
         if _grouped_mm_ok(xs, w1.transpose(-2, -1)) and _grouped_mm_ok(xs, w2):
+            # grouped_mm leaves rows past the last offset uninitialised, forward (its output)
+            # and backward (the gradient of its input): ``where`` (a select, not a product,
+            # so garbage cannot turn into NaN) cleans both sides of each product
+            inside = torch.arange(xs.shape[0], device=xs.device)[:, None] < ends[-1]
+
+            def clean(t: Tensor) -> Tensor:
+                return torch.where(inside, t, 0.0) if partial else t
+
             offs = ends.int()
-            h = _gmm(xs, w1.transpose(-2, -1), offs)
+            h = clean(_gmm(clean(xs), w1.transpose(-2, -1), offs))
             if self.b1 is not None:
                 h = h + self.b1.to(dtype)[e_sorted]
             h = _activation(self.activation, h)
-            y = _gmm(h, w2.transpose(-2, -1), offs)
+            y = clean(_gmm(clean(h), w2.transpose(-2, -1), offs))
             if self.b2 is not None:
-                y = y + self.b2.to(dtype)[e_sorted]
+                y = clean(y + self.b2.to(dtype)[e_sorted])
             return y
-        sizes = torch.diff(ends, prepend=ends.new_zeros(1)).tolist()
+        ends_host = ends.tolist()  # this segment loop reads the sizes (CPU, or no grouped_mm)
+        sizes = [b - a for a, b in zip([0, *ends_host], ends_host, strict=False)]
+        sizes.append(xs.shape[0] - ends_host[-1])  # unkept slots, after every segment
         params = [tuple(None if t is None else t.to(dtype) for t in p) for p in self._unbound()]
-        segments = enumerate(xs.split(sizes))
-        parts = [self.expert(e, seg, params[e]) for e, seg in segments if sizes[e]]
-        return torch.cat(parts) if parts else xs.new_zeros(0, xs.shape[1])
+        segments = xs.split(sizes)
+        parts = [self.expert(e, segments[e], params[e]) for e in range(self.experts) if sizes[e]]
+        parts.append(xs.new_zeros(sizes[-1], xs.shape[1]))
+        return torch.cat(parts)
 
     def _grouped(self, x: Tensor, r: Routing) -> Tensor:
         """Sort slots by expert; experts as grouped GEMMs over contiguous segments."""
         dtype = x.dtype
         if x.is_cuda and torch.is_autocast_enabled("cuda"):
             dtype = torch.get_autocast_dtype("cuda")
-        flat, w, k = r.experts.reshape(-1), r.weights.reshape(-1), self.top_k
-        if self.capacity_factor is not None:  # a slot subset: scatter-add back
-            order = r.order[r.keep[r.order]]
-            e_sorted = flat[order]
-            ends = torch.cumsum(torch.bincount(e_sorted, minlength=self.experts), 0)
-            tok = order // k
-            y = self._experts_sorted(x[tok].to(dtype), e_sorted, ends)
-            y = y * w[order, None].to(y.dtype)
-            return torch.zeros_like(x).index_add_(0, tok, y.to(x.dtype))
-        order = r.order
+        flat, k, order = r.experts.reshape(-1), self.top_k, r.order
         inverse = torch.empty_like(order).scatter_(
             0, order, torch.arange(order.numel(), device=order.device)
         )
         e_sorted = flat[order] if self.b1 is not None or self.b2 is not None else flat
         xs = _Dispatch.apply(x.to(dtype), order, inverse, k)
-        y = self._experts_sorted(xs, e_sorted, r.ends)
+        y = self._experts_sorted(xs, e_sorted, r.ends, r.partial)
         slots = _Undispatch.apply(y, order, inverse).view(-1, k, x.shape[-1])
         out = (slots * r.weights.to(y.dtype).unsqueeze(-1)).sum(1)
         return out.to(x.dtype)
@@ -541,13 +582,9 @@ class MoEMLP(nn.Module):
         they get output 0 and do not enter the auxiliary terms."""
         shape = x.shape
         flat = x.reshape(-1, shape[-1])
-        rows = None if mask is None else torch.nonzero(mask.reshape(-1)).squeeze(1)
-        xs = flat if rows is None else flat[rows]
-        routing, aux = self.route(xs)
-        self.last_dropped = int(aux.dropped) if self.capacity_factor is not None else 0
-        ys = (self._loop if self.dispatch == "loop" else self._grouped)(xs, routing)
-        if rows is not None:
-            ys = torch.zeros_like(flat).index_copy(0, rows, ys)
+        routing, aux = self.route(flat, None if mask is None else mask.reshape(-1))
+        self._dropped = aux.dropped if self.capacity_factor is not None else None
+        ys = (self._loop if self.dispatch == "loop" else self._grouped)(flat, routing)
         return ys.reshape(shape), aux
 
 
@@ -621,10 +658,14 @@ class Transformer(nn.Module):
                 p.normal_(0.0, std, generator=g)
 
     # -- forward ---------------------------------------------------------------------------
-    def forward_aux(self, tokens: Tensor) -> tuple[Tensor, list[MoEAux]]:
+    def forward_aux(self, tokens: Tensor, sync_free: bool = False) -> tuple[Tensor, list[MoEAux]]:
         """tokens (B, N) int64 -> (logits, one MoEAux per MoE layer).
 
         logits: (B, C) at the last position for ``classify``; (B, N, V) for ``next_token``.
+        ``sync_free``: read nothing back to the host, so the step can be captured as a CUDA
+        graph. By default a batch without PAD is detected (one host read) and runs unmasked,
+        which lets attention use its fused mask-free kernels; ``sync_free`` applies the PAD
+        mask whatever the batch holds, with the same result.
         """
         cfg = self.cfg
         N = tokens.shape[1]
@@ -639,7 +680,7 @@ class Transformer(nn.Module):
         eye = torch.eye(N, dtype=torch.bool, device=tokens.device)
         if cfg.pad_token is not None:
             mask = tokens != cfg.pad_token  # (B, N) real tokens
-            if bool(mask.all()):
+            if not sync_free and bool(mask.all()):
                 mask = None  # no PAD: nothing to mask, every token is routed
             else:
                 allowed = mask[:, None, None, :] | eye  # a PAD query may see itself

@@ -5,6 +5,12 @@ Both passes run the same R length-2 path runs (seeds 0..R-1, one model size) thr
 in the runner's own process, one after another), then with W spawned workers sharing the
 device. Small models are launch-bound on a GPU (research/probes.md), so concurrent runs fill
 the gaps; the ratio of runs/hour is the measured speed-up.
+
+Each spawned worker pays its start once (imports, and a CUDA context on a GPU), which the
+sequential pass pays only once in all; with R = W every worker runs a single run and that
+start weighs on each of them, so measure with R several times W and runs as long as a
+sweep's. ``--sampler device`` and ``--cuda-graph`` pass the trainer's options through, so
+one command measures what each does to runs/hour.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--batch", type=int, default=1024)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--sampler", default="numpy", choices=("numpy", "device"))
+    p.add_argument("--cuda-graph", action="store_true", help="replay steps as CUDA graphs")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -47,6 +55,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "eval_interval": args.steps,
         "threads": 1,
         "device": args.device,
+        "sampler": args.sampler,
+        "cuda_graph": args.cuda_graph,
     }
     passes = {}
     for name, workers in (("sequential", 1), ("concurrent", args.workers)):

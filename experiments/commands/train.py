@@ -92,6 +92,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    t.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay forward and backward as CUDA graphs (GPU only; models/train.py)",
+    )
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="run folder: metrics, checkpoint, config")
@@ -236,6 +241,7 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         target_accuracy=args.target_accuracy,
         seed=args.seed,
         device=args.device,
+        cuda_graph=args.cuda_graph,
     )
     return model_cfg, train_cfg
 

@@ -124,3 +124,15 @@ def test_sampler_benchmark_times_both_samplers_and_reports_the_ratio(capsys):
     for r in report["rows"]:
         assert r["numpy_ms"] > 0 and r["device_ms"] > 0 and r["shortfalls"] == 0
         assert r["numpy_over_device"] == pytest.approx(r["numpy_ms"] / r["device_ms"], rel=0.01)
+
+
+@pytest.mark.slow
+def test_concurrency_benchmark_runs_both_passes_and_reports_the_speedup(capsys):
+    args = ["bench", "concurrency", "--runs", "2", "--workers", "2", "--steps", "2"]
+    args += ["--vertices", "5", "--width", "8", "--batch", "8", "--device", "cpu"]
+    assert main([*args, "--sampler", "device", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["config"]["sampler"] == "device" and report["config"]["cuda_graph"] is False
+    seq, con = report["sequential"], report["concurrent"]
+    assert (seq["workers"], con["workers"]) == (1, 2)
+    assert report["speedup"] == pytest.approx(seq["seconds"] / con["seconds"], rel=0.02)

@@ -138,18 +138,27 @@ def test_empty_experts_run_nothing(dispatch, dtype):
     width=st.sampled_from([4, 8, 12]),
     bias=st.booleans(),
     capacity=st.sampled_from([None, 0.5, 1.0, 2.0]),
+    masked=st.booleans(),
 )
-def test_grouped_and_loop_dispatch_agree_in_float64(n, experts, data, width, bias, capacity):
+def test_grouped_and_loop_dispatch_agree_in_float64(
+    n, experts, data, width, bias, capacity, masked
+):
     k = data.draw(st.integers(1, experts))
     kw = {"experts": experts, "top_k": k, "width": width, "bias": bias, "capacity_factor": capacity}
     ref, fast = moe(dispatch="loop", **kw), moe(dispatch="grouped", **kw)
     x = x_of(n, width)
+    bits = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    mask = torch.tensor(bits, dtype=torch.bool) if masked else None
     xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
-    (yr, ar), (yf, af) = ref(xr), fast(xf)
+    (yr, ar), (yf, af) = ref(xr, mask), fast(xf, mask)
     torch.testing.assert_close(yf, yr, rtol=1e-12, atol=1e-12)
     assert torch.equal(ar.counts, af.counts) and int(ar.dropped) == int(af.dropped)
+    torch.testing.assert_close(af.balance_loss, ar.balance_loss, rtol=1e-6, atol=1e-7)
     if n == 0:
         assert yr.shape == yf.shape == (0, width)
+        return
+    if mask is not None and not mask.any():
+        assert torch.all(yf == 0) and torch.all(yr == 0)
         return
     g = torch.randn(yr.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
     (yr * g).sum().backward()
@@ -215,14 +224,58 @@ def test_capacity_drops_the_overflow_first_come_first_served(dispatch):
     assert torch.all(y[4:] == 0)
 
 
-def test_masked_tokens_are_not_routed():
-    layer = moe(experts=4, top_k=2)
+@pytest.mark.parametrize("dispatch", ["grouped", "loop"])
+@pytest.mark.parametrize("capacity", [None, 1.0])
+def test_masked_tokens_are_not_routed(dispatch, capacity):
+    # a masked token must change nothing: not the others' outputs, counts, drops or aux terms
+    layer = moe(experts=4, top_k=2, dispatch=dispatch, capacity_factor=capacity)
     x = x_of(10)
-    mask = torch.tensor([False] * 3 + [True] * 7)
+    mask = torch.tensor([False, True, False] + [True] * 6 + [False])
     y, aux = layer(x, mask)
-    assert torch.all(y[:3] == 0)
-    torch.testing.assert_close(y[3:], layer(x[3:])[0])
-    assert int(aux.counts.sum()) == 7 * 2
+    y_real, aux_real = layer(x[mask])
+    assert torch.all(y[~mask] == 0)
+    torch.testing.assert_close(y[mask], y_real)
+    assert torch.equal(aux.counts, aux_real.counts) and int(aux.dropped) == int(aux_real.dropped)
+    torch.testing.assert_close(aux.balance_loss, aux_real.balance_loss)
+    torch.testing.assert_close(aux.z_loss, aux_real.z_loss)
+
+
+@pytest.mark.parametrize("capacity", [None, 0.5])
+def test_grouped_mm_ignores_the_rows_after_the_last_segment(capacity, monkeypatch):
+    # torch._grouped_mm leaves rows past its last offset uninitialised (forward output and
+    # input gradient); unkept slots sit there, so outputs and gradients must still be exact
+    kw = {"experts": 8, "top_k": 2, "width": 16, "hidden": 32, "dtype": torch.float32}
+    ref = moe(dispatch="loop", capacity_factor=capacity, **kw)
+    fast = moe(dispatch="grouped", capacity_factor=capacity, **kw)
+    real = torch._grouped_mm
+
+    class Poisoned(torch.autograd.Function):  # what an uninitialised row may hold, made certain
+        @staticmethod
+        def forward(ctx, a, w, offs):
+            ctx.save_for_backward(a, w, offs)
+            out = real(a, w, offs=offs)
+            return out.masked_fill(torch.arange(out.shape[0])[:, None] >= offs[-1], torch.nan)
+
+        @staticmethod
+        def backward(ctx, grad):
+            a, w, offs = ctx.saved_tensors
+            with torch.enable_grad():
+                a_, w_ = a.detach().requires_grad_(), w.detach().requires_grad_()
+                ga, gw = torch.autograd.grad(real(a_, w_, offs=offs), (a_, w_), grad)
+            tail = torch.arange(ga.shape[0])[:, None] >= offs[-1]
+            return ga.masked_fill(tail, torch.nan), gw, None
+
+    monkeypatch.setattr(torch, "_grouped_mm", lambda a, w, offs: Poisoned.apply(a, w, offs))
+    x = x_of(48, 16, dtype=torch.float32)
+    mask = torch.arange(48) % 5 != 0
+    xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+    yr, yf = ref(xr, mask)[0], fast(xf, mask)[0]
+    torch.testing.assert_close(yf, yr, rtol=1e-5, atol=1e-5)
+    yr.square().sum().backward()
+    yf.square().sum().backward()
+    torch.testing.assert_close(xf.grad, xr.grad, rtol=1e-4, atol=1e-4)
+    for (name, pr), pf in zip(ref.named_parameters(), fast.parameters(), strict=True):
+        torch.testing.assert_close(pf.grad, pr.grad, rtol=1e-4, atol=1e-4, msg=name)
 
 
 def test_z_loss_is_mean_squared_logsumexp():

@@ -205,6 +205,7 @@ def test_lr_schedule_warmup_then_cosine():
         {"seed": -1},
         {"device": "tpu"},
         {"eval_interval": 0},
+        {"cuda_graph": True, "device": "cpu"},
     ],
 )
 def test_train_config_rejects_invalid(bad):
@@ -294,3 +295,37 @@ def test_parrots_train_draws_on_the_device_when_asked(capsys):
     assert summary["sampler"] == "device" and summary["steps"] == 2
     assert main([*args, "--curriculum", "4"]) == 2
     assert "the curriculum draws with numpy" in capsys.readouterr().err
+
+
+def test_parrots_train_cuda_graph_on_cpu_exits_2(capsys):
+    code = main(["train", "--vertices", "6", "--steps", "1", "--device", "cpu", "--cuda-graph"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cuda_graph needs a CUDA device" in err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
+def test_cuda_graph_training_follows_the_eager_run(experts, capacity):
+    # same seed, same batches: the graphed run replays the same kernels as the eager one
+    def run(cuda_graph: bool):
+        cfg = ModelConfig(
+            vocab_size=VOCAB,
+            max_len=LENGTH,
+            width=16,
+            heads=2,
+            layers=2,
+            experts=experts,
+            top_k=min(2, experts),
+            capacity_factor=capacity,
+        )
+        model = Transformer(cfg, torch.Generator().manual_seed(0))
+        tc = TrainConfig(
+            steps=30, eval_interval=30, **{**FAST, "device": "cuda"}, cuda_graph=cuda_graph
+        )
+        summary = train(model, tc, contains_mark, held_out(), progress=False)
+        return summary, model.state_dict()
+
+    (eager, w_eager), (graph, w_graph) = run(False), run(True)
+    assert graph["held_out_accuracy"] == pytest.approx(eager["held_out_accuracy"], abs=0.03)
+    for name, value in w_eager.items():
+        torch.testing.assert_close(w_graph[name], value, rtol=0.05, atol=0.02, msg=name)

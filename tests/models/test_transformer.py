@@ -256,3 +256,36 @@ def test_classifier_last_block_computes_only_what_it_reads(experts):
         h, _ = block(h, allowed, mask)
     want = model.head(model.norm_f(h[:, -1]))
     torch.testing.assert_close(model(tokens), want)
+
+
+@pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
+@pytest.mark.parametrize("dispatch", ["grouped", "loop"])
+@pytest.mark.parametrize("pad", [0, 3])
+def test_sync_free_forward_gives_the_same_result(experts, capacity, dispatch, pad):
+    top_k = min(2, experts)
+    c = cfg(experts=experts, top_k=top_k, capacity_factor=capacity, dispatch=dispatch, layers=2)
+    model = Transformer(c).double()
+    tokens = torch.randint(1, 20, (3, 8), generator=torch.Generator().manual_seed(0))
+    tokens[:, :pad] = 0
+    (a, aux_a), (b, aux_b) = model.forward_aux(tokens), model.forward_aux(tokens, sync_free=True)
+    torch.testing.assert_close(b, a)
+    for x, y in zip(aux_a, aux_b, strict=True):
+        assert torch.equal(x.counts, y.counts) and int(x.dropped) == int(y.dropped)
+        torch.testing.assert_close(y.balance_loss, x.balance_loss)
+        torch.testing.assert_close(y.z_loss, x.z_loss)
+
+
+@pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
+def test_sync_free_step_reads_nothing_back(experts, capacity):
+    # On the meta device a tensor has no data: any host read (``bool``, ``nonzero``,
+    # ``tolist``, ``item``) raises, so a forward and backward that run there read nothing,
+    # which is what capturing a training step as a CUDA graph needs.
+    c = cfg(experts=experts, top_k=min(2, experts), capacity_factor=capacity, width=16)
+    model = Transformer(c).to("meta", torch.bfloat16)
+    tokens = torch.ones(4, 8, dtype=torch.long, device="meta")
+    logits, auxes = model.forward_aux(tokens, sync_free=True)
+    loss = logits.float().sum() + sum((a.balance_loss + a.z_loss for a in auxes), 0.0)
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        model.forward_aux(tokens)  # the default forward reads whether the batch has PAD

@@ -18,9 +18,13 @@ per ``append_row`` (a single ``write`` + ``fsync``), so:
   supersedes the old one: readers take the last row of a run id).
 * **Executors.** ``local`` with ``workers=1`` runs in the runner's process; with more, a
   ``concurrent.futures.ProcessPoolExecutor`` of spawned workers (each exits within a second
-  if the runner dies). ``submitit`` sends each run as a job through submitit
+  if the runner dies), handed one run per free worker. ``submitit`` sends each run as a job through submitit
   (``pip install 'mixture-of-parrots[cluster]'``): SLURM when available, else submitit's own
   local executor; rows are still written by the runner, from the jobs' results.
+* **A time budget** (``stop_after`` seconds, local executor): no run starts after it; runs
+  already started finish and write their rows, the rest wait for the next invocation. On a
+  machine lent for a fixed time this turns a kill that would lose every run in flight into
+  a clean stop.
 
 A row::
 
@@ -233,6 +237,7 @@ class SweepReport:
     ran: int
     failed: int
     seconds: float
+    not_started: int = 0  # left for a later invocation by ``stop_after``
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,6 +246,7 @@ class SweepReport:
             "skipped": self.skipped,
             "ran": self.ran,
             "failed": self.failed,
+            "not_started": self.not_started,
             "seconds": round(self.seconds, 1),
         }
 
@@ -288,16 +294,26 @@ def run_sweep(
     submitit_cluster: str | None = None,
     poll_s: float = 0.2,
     only: Mapping[str, Any] | None = None,
+    stop_after: float | None = None,
 ) -> SweepReport:
     """Run every run of ``sweep`` that has no row yet (of those matching ``only``, a slice:
-    setting name -> allowed values); see the module docstring."""
+    setting name -> allowed values), starting none after ``stop_after`` seconds; see the
+    module docstring."""
     from tqdm import tqdm
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise InputError(f"workers must be a positive integer, got {workers!r}")
     if executor not in EXECUTORS:
         raise InputError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if stop_after is not None and not stop_after > 0:
+        raise InputError(f"stop_after must be a positive number of seconds, got {stop_after!r}")
+    if stop_after is not None and executor != "local":
+        raise InputError("stop_after is for the local executor (a cluster queues every job)")
     started = time.perf_counter()
+
+    def may_start() -> bool:
+        return stop_after is None or time.perf_counter() - started < stop_after
+
     path = results_path(sweep, results_dir)
     scratch = Path(scratch_dir) / sweep.name / sweep.scale
     with _exclusive(scratch / "runner.lock"):
@@ -332,19 +348,29 @@ def run_sweep(
             bar.set_postfix(failed=failed)
 
         args = (sweep.name, sweep.scale, str(scratch), git_sha())
+        queue = list(reversed(todo))  # popped from the end: runs start in sweep order
         try:
             if executor == "local" and workers == 1:
-                for config in todo:
-                    record(execute_run(config, *args))
+                while queue and may_start():
+                    record(execute_run(queue.pop(), *args))
             else:
+                local = executor == "local"
                 pool: Any = (
                     LocalExecutor(workers)
-                    if executor == "local"
+                    if local
                     else SubmititExecutor(scratch / "submitit", submitit_cluster)
                 )
+                # locally, one run per free worker (so none starts after ``stop_after``);
+                # a cluster gets every job at once and schedules them itself
+                cap = workers if local else len(queue)
                 with pool:
-                    handles = [(c, pool.submit(execute_run, c, *args)) for c in todo]
-                    while handles:
+                    handles: list[tuple[dict[str, Any], Any]] = []
+                    while True:
+                        while queue and len(handles) < cap and may_start():
+                            config = queue.pop()
+                            handles.append((config, pool.submit(execute_run, config, *args)))
+                        if not handles:
+                            break
                         still = []
                         for config, handle in handles:
                             if not handle.done():
@@ -355,13 +381,19 @@ def run_sweep(
                             except Exception as err:  # the worker/job itself died
                                 row = _infrastructure_failure(config, sweep, err)
                             record(row)
-                        handles = still
-                        if handles:
+                        if len(still) == len(handles):
                             time.sleep(poll_s)
+                        handles = still
         finally:
             bar.close()
     return SweepReport(
-        path, skipped + len(todo), skipped, len(written), failed, time.perf_counter() - started
+        path,
+        skipped + len(todo),
+        skipped,
+        len(written),
+        failed,
+        time.perf_counter() - started,
+        not_started=len(queue),
     )
 
 

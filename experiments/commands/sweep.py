@@ -45,6 +45,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run only the slice of runs with these settings (repeatable), e.g. "
         "--only layers=2 --only experts=1,4",
     )
+    p.add_argument(
+        "--stop-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no run after SECONDS (runs in flight finish; rerun for the rest)",
+    )
     p.add_argument("--list", action="store_true", help="print the runs and exit")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         submitit_cluster=args.cluster,
         only=only,
+        stop_after=args.stop_after,
     )
     print(json.dumps(report.to_dict()))
     return 0

@@ -194,3 +194,31 @@ def test_only_runs_a_slice_and_the_rest_runs_later(tmp_path: Path) -> None:
     check_complete(sweep, results_path(sweep, tmp_path))
     with pytest.raises(InputError, match="no run has"):
         run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", only={"nope": [1]})
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_stop_after_starts_no_run_past_the_budget_and_a_rerun_finishes(
+    tmp_path: Path, workers: int
+) -> None:
+    # runs of 0.4 s, a budget of 0.5 s: one round of runs starts (one per worker), maybe a
+    # second, never all eight; every started run writes its row; the rerun does the rest
+    sweep = selftest(8, sleep=0.4)
+    kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s"}
+    first = run_sweep(sweep, workers=workers, progress=False, stop_after=0.5, **kw)
+    assert 1 <= first.ran <= 2 * workers and first.failed == 0
+    assert first.ran + first.not_started == 8
+    rows = read_rows(first.path)
+    assert len(rows) == first.ran
+    started = sorted(r["config"]["value"] for r in rows)
+    assert started == list(range(first.ran)), "runs start in sweep order"
+    rest = run_sweep(sweep, workers=workers, progress=False, **kw)
+    assert (rest.skipped, rest.ran, rest.not_started) == (first.ran, 8 - first.ran, 0)
+    check_complete(sweep, first.path)
+
+
+def test_stop_after_rejects_a_bad_budget_and_the_cluster_executor(tmp_path: Path) -> None:
+    kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s"}
+    with pytest.raises(InputError, match="positive number of seconds"):
+        run_sweep(selftest(2), stop_after=0, **kw)
+    with pytest.raises(InputError, match="local executor"):
+        run_sweep(selftest(2), executor="submitit", stop_after=10, **kw)

@@ -18,7 +18,9 @@ per ``append_row`` (a single ``write`` + ``fsync``), so:
   supersedes the old one: readers take the last row of a run id).
 * **Executors.** ``local`` with ``workers=1`` runs in the runner's process; with more, a
   ``concurrent.futures.ProcessPoolExecutor`` of spawned workers (each exits within a second
-  if the runner dies), handed one run per free worker. ``submitit`` sends each run as a job through submitit
+  if the runner dies), handed one run per free worker; if a worker dies (an OOM kill), every
+  run it took down and every run not yet handed out is recorded as failed ("worker died"),
+  as a cluster's lost job is. ``submitit`` sends each run as a job through submitit
   (``pip install 'mixture-of-parrots[cluster]'``): SLURM when available, else submitit's own
   local executor; rows are still written by the runner, from the jobs' results.
 * **A time budget** (``stop_after`` seconds, local executor): no run starts after it; runs
@@ -48,6 +50,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -368,7 +371,12 @@ def run_sweep(
                     while True:
                         while queue and len(handles) < cap and may_start():
                             config = queue.pop()
-                            handles.append((config, pool.submit(execute_run, config, *args)))
+                            try:
+                                handle = pool.submit(execute_run, config, *args)
+                            except BrokenProcessPool as err:  # a worker died: no pool left
+                                record(_infrastructure_failure(config, sweep, err))
+                                continue
+                            handles.append((config, handle))
                         if not handles:
                             break
                         still = []

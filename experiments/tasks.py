@@ -24,7 +24,8 @@ Tasks:
 ``threshold``  trains dense ``length2`` models at the widths ``widths`` in increasing order
                and reports the first that reaches ``target`` held-out accuracy
                (``width_threshold``; None if none does).
-``selftest``   no training: sleeps ``sleep`` seconds and returns ``value``; raises when
+``selftest``   no training: sleeps ``sleep`` seconds and returns ``value``; kills its own
+               process when ``die`` is set (only in a spawned worker!); raises when
                ``fail`` is set (for the runner's tests).
 """
 
@@ -32,6 +33,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -238,6 +241,8 @@ def phonebook(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Cu
 
 def selftest(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Curve]:
     time.sleep(float(config.get("sleep", 0.0)))
+    if config.get("die"):  # as an OOM kill would: the process ends, no exception, no row
+        os.kill(os.getpid(), signal.SIGKILL)
     if config.get("fail"):
         raise RuntimeError(f"selftest run {config.get('value')!r} fails on purpose")
     value = float(config.get("value", 0))

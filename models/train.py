@@ -35,7 +35,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
-from models.transformer import ModelConfig, MoEAux, Transformer
+from models.transformer import ModelConfig, MoEAux, Transformer, grouped_mm_runs
 from theory.errors import InputError
 
 Sampler = Callable[[np.random.Generator, int], tuple[np.ndarray, np.ndarray]]
@@ -216,6 +216,30 @@ class _ForwardAux(torch.nn.Module):
         return self.model.forward_aux(tokens, sync_free=True)
 
 
+def graph_blocker(cfg: ModelConfig, device: torch.device) -> str | None:
+    """Why a training step of this model cannot be captured as a CUDA graph on ``device``, or
+    None. A dense model always can. An MoE needs the grouped dispatch (the loop reference
+    reads its counts back) running on ``torch._grouped_mm``'s own kernels: bf16 on sm90 or
+    sm100, 16-byte rows (elsewhere the segment loop, or torch's fallback, reads the offsets)."""
+    if device.type not in ("cuda", "meta"):  # meta: shapes only, stands for a GPU in tests
+        return f"CUDA graphs need a CUDA device, not {device.type}"
+    if cfg.experts == 1:
+        return None
+    if cfg.dispatch != "grouped":
+        return "the MoE's loop dispatch reads its counts back to the host; use dispatch='grouped'"
+    hidden = cfg.mlp_hidden
+    assert hidden is not None  # set by ModelConfig
+    if not grouped_mm_runs(device, torch.bfloat16, cfg.width, hidden):
+        return (
+            f"torch._grouped_mm does not run here in bf16 for width {cfg.width} and MLP "
+            f"hidden {hidden} (needs a CUDA sm90+ GPU and multiples of 8)"
+        )
+    major = torch.cuda.get_device_capability(device)[0] if device.type == "cuda" else 9
+    if major not in (9, 10):
+        return f"torch._grouped_mm on sm{major}x falls back to a loop that reads the offsets"
+    return None
+
+
 def _graphed_forward(
     model: Transformer, example: Tensor
 ) -> Callable[[Tensor], tuple[Tensor, list[MoEAux]]]:
@@ -225,7 +249,8 @@ def _graphed_forward(
     Captured in bf16 autocast (with the weight-cast cache off, as capture requires) on the
     shape of ``example``; every later batch must have that shape. The model reads nothing
     back to the host in ``sync_free`` mode (tests/models: it runs on the meta device), which
-    is what capture needs. The loss, the gradient clip and AdamW stay eager."""
+    is what capture needs (:func:`graph_blocker` says when an MoE would not). The loss, the
+    gradient clip and AdamW stay eager."""
     with torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
         graphed = torch.cuda.make_graphed_callables(_ForwardAux(model), (example,))
     return graphed  # type: ignore[return-value]
@@ -337,6 +362,8 @@ def train(
     the first batch (:func:`_graphed_forward`); every batch must then have its shape.
     """
     device = cfg.resolved_device()
+    if cfg.cuda_graph and (reason := graph_blocker(model.cfg, device)) is not None:
+        raise InputError(f"cuda_graph: {reason}")
     model.to(device).train()
     optimizer = _optimizer(model, cfg)
     rng = np.random.default_rng(cfg.seed)

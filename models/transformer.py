@@ -328,18 +328,27 @@ class DenseMLP(nn.Module):
         return self.fc2(_activation(self.activation, self.fc1(x))), None
 
 
+def grouped_mm_runs(device: torch.device, dtype: torch.dtype, inner: int, outer: int) -> bool:
+    """Whether ``torch._grouped_mm`` runs rows of width ``inner`` times (K, inner, outer) here;
+    otherwise the MoE's grouped path loops over the sorted segments. Both kernels want every
+    stride a multiple of 16 bytes; CUDA's wants bf16 on sm90 or later. A ``meta`` device
+    (shapes only) counts as CUDA, so a test can run the model there to check it reads nothing
+    back to the host."""
+    if not hasattr(torch, "_grouped_mm"):
+        return False
+    per16 = 16 // dtype.itemsize
+    if inner % per16 or outer % per16:
+        return False
+    if device.type == "meta":
+        return dtype == torch.bfloat16
+    if device.type == "cuda":
+        return dtype == torch.bfloat16 and torch.cuda.get_device_capability(device) >= (9, 0)
+    return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16, torch.float16)
+
+
 def _grouped_mm_ok(a: Tensor, w: Tensor) -> bool:
     """Whether ``torch._grouped_mm`` can run a @ w here (else the segment loop does)."""
-    if not hasattr(torch, "_grouped_mm") or a.dtype != w.dtype:
-        return False
-    if a.device.type == "meta":  # shapes only: as on CUDA (a test checks no host reads)
-        return a.dtype == torch.bfloat16
-    if a.device.type == "cuda":
-        return a.dtype == torch.bfloat16 and torch.cuda.get_device_capability(a.device) >= (9, 0)
-    if a.device.type != "cpu" or a.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        return False
-    per16 = 16 // a.element_size()  # CPU kernel wants every stride a multiple of 16 bytes
-    return a.shape[1] % per16 == 0 and w.shape[2] % per16 == 0
+    return a.dtype == w.dtype and grouped_mm_runs(a.device, a.dtype, a.shape[1], w.shape[2])
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -470,11 +479,12 @@ class MoEMLP(nn.Module):
         counts = torch.diff(ends, prepend=ends.new_zeros(1))
         kept = counts
         if self.capacity_factor is not None and N:
-            c = self.capacity_factor  # ceil(c·N·k/K), the same float64 operations either way
-            if isinstance(real, int):
-                capacity: Tensor | int = math.ceil(c * real * k / K)
-            else:
-                capacity = torch.ceil(real.double() * c * k / K).long()
+            c = self.capacity_factor  # ceil(c·N·k/K) by the same float64 operations either
+            if isinstance(real, int):  # way: CUDA divides by a Python scalar through its
+                capacity: Tensor | int = math.ceil(c * real * k / K)  # reciprocal, so K is
+            else:  # made a device tensor (by a fill, no host copy: capturable)
+                den = torch.full((), float(K), dtype=torch.float64, device=x.device)
+                capacity = torch.ceil(real.double() * c * k / den).long()
             starts = torch.cat([ends - counts, ends[-1:]])  # (the sentinel's entry is unused)
             rank = torch.empty_like(flat)
             rank[order] = torch.arange(flat.numel(), device=x.device) - starts[sorted_key]
@@ -489,8 +499,8 @@ class MoEMLP(nn.Module):
         if N:
             tokens = real if isinstance(real, int) else real.clamp(min=1).float()
             p, lse2 = probs, torch.logsumexp(logits, dim=-1).square()
-            if mask is not None:
-                p, lse2 = p * mask[:, None], lse2 * mask
+            if mask is not None:  # a select, so a PAD row cannot bring in a NaN
+                p, lse2 = torch.where(mask[:, None], p, 0.0), torch.where(mask, lse2, 0.0)
             balance = K * (counts.float() / (tokens * k) * p.sum(dim=0) / tokens).sum()
             z = lse2.sum() / tokens
         else:
@@ -538,7 +548,8 @@ class MoEMLP(nn.Module):
             # grouped_mm leaves rows past the last offset uninitialised, forward (its output)
             # and backward (the gradient of its input): ``where`` (a select, not a product,
             # so garbage cannot turn into NaN) cleans both sides of each product
-            inside = torch.arange(xs.shape[0], device=xs.device)[:, None] < ends[-1]
+            if partial:
+                inside = torch.arange(xs.shape[0], device=xs.device)[:, None] < ends[-1]
 
             def clean(t: Tensor) -> Tensor:
                 return torch.where(inside, t, 0.0) if partial else t

@@ -135,4 +135,5 @@ def test_concurrency_benchmark_runs_both_passes_and_reports_the_speedup(capsys):
     assert report["config"]["sampler"] == "device" and report["config"]["cuda_graph"] is False
     seq, con = report["sequential"], report["concurrent"]
     assert (seq["workers"], con["workers"]) == (1, 2)
-    assert report["speedup"] == pytest.approx(seq["seconds"] / con["seconds"], rel=0.02)
+    # seconds and speed-up are each rounded to 2 decimals
+    assert report["speedup"] == pytest.approx(seq["seconds"] / con["seconds"], rel=0.05, abs=0.01)

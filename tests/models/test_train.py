@@ -17,6 +17,8 @@ from models.train import (
     METRICS,
     TrainConfig,
     TrainingDiverged,
+    _graphed_forward,
+    graph_blocker,
     load_checkpoint,
     save_checkpoint,
     train,
@@ -329,3 +331,49 @@ def test_cuda_graph_training_follows_the_eager_run(experts, capacity):
     assert graph["held_out_accuracy"] == pytest.approx(eager["held_out_accuracy"], abs=0.03)
     for name, value in w_eager.items():
         torch.testing.assert_close(w_graph[name], value, rtol=0.05, atol=0.02, msg=name)
+
+
+def test_graph_blocker_names_the_models_a_graph_cannot_capture():
+    meta = torch.device("meta")  # shapes only; stands for an sm90 GPU
+    base = {"vocab_size": VOCAB, "max_len": LENGTH, "width": 16, "heads": 2}
+    assert graph_blocker(ModelConfig(**base), meta) is None
+    assert graph_blocker(ModelConfig(**base, experts=4, top_k=2), meta) is None
+    loop = ModelConfig(**base, experts=4, top_k=2, dispatch="loop")
+    assert "loop dispatch" in graph_blocker(loop, meta)
+    odd = ModelConfig(**{**base, "width": 12}, experts=4, top_k=2)  # 24-byte bf16 rows
+    assert "multiples of 8" in graph_blocker(odd, meta)
+    assert "need a CUDA device" in graph_blocker(ModelConfig(**base), torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+@pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
+def test_graphed_forward_replays_what_the_eager_forward_computes(experts, capacity):
+    cfg = ModelConfig(
+        vocab_size=VOCAB,
+        max_len=LENGTH,
+        width=16,
+        heads=2,
+        layers=2,
+        experts=experts,
+        top_k=min(2, experts),
+        capacity_factor=capacity,
+    )
+    if graph_blocker(cfg, torch.device("cuda")) is not None:
+        pytest.skip(graph_blocker(cfg, torch.device("cuda")))
+    model = Transformer(cfg, torch.Generator().manual_seed(0)).cuda()
+    rng = np.random.default_rng(0)
+    first, second = (torch.as_tensor(contains_mark(rng, 32)[0], device="cuda") for _ in range(2))
+    graphed = _graphed_forward(model, first)
+    with torch.autocast("cuda", torch.bfloat16):
+        want, want_aux = model.forward_aux(second)
+        got, got_aux = graphed(second)  # a new batch, copied into the captured input
+    torch.testing.assert_close(got, want)
+    for a, b in zip(got_aux, want_aux, strict=True):
+        assert torch.equal(a.counts, b.counts) and torch.equal(a.dropped, b.dropped)
+    grads = []
+    for logits in (want, got):
+        model.zero_grad(set_to_none=True)
+        logits.float().square().sum().backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    for name, g in grads[0].items():
+        torch.testing.assert_close(grads[1][name], g, msg=name)

@@ -367,11 +367,20 @@ def _learnability(scale: str) -> SweepConfig:
     probe_n = vertices[0]  # the lr / heads / curriculum variants, at the smallest |V|
     probe_w = w1[len(w1) // 2]
     one = {"layers": 1, "steps": steps[1]}
+    # the largest |V| with the two widest 2-layer models, twice the steps, with and without
+    # a curriculum from half the vertices (at |V| = 32 every width stalled at 56-67% in 6k)
+    hard = {"layers": 2, "steps": 2 * steps[0], "vertices": vertices[-1]}
     grids = [
         Grid(
             "two_layer",
             fixed={"layers": 2, "steps": steps[0]},
             axes={"vertices": vertices, "width": w2},
+        ),
+        Grid("two_layer_long", fixed=hard, axes={"width": w2[-2:]}),
+        Grid(
+            "two_layer_curriculum",
+            fixed={**hard, "curriculum": max(3, vertices[-1] // 2)},
+            axes={"width": w2[-2:]},
         ),
         Grid("one_layer", fixed=one, axes={"vertices": vertices, "width": w1}),
         Grid(

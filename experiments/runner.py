@@ -91,20 +91,33 @@ def _curve_summary(evals: list[list[float]]) -> dict[str, Any]:
     }
 
 
+EXECUTION_OPTIONS = ("cuda_graph",)  # how a run executes, not what it computes
+
+
 def execute_run(
-    config: dict[str, Any], sweep: str, scale: str, scratch: str, code_sha: str | None = None
+    config: dict[str, Any],
+    sweep: str,
+    scale: str,
+    scratch: str,
+    code_sha: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run one config and return its row (never raises for a failure of the run itself).
 
     ``code_sha``: the commit the runner started from (its workers import that code); it
     replaces the SHA ``provenance`` reads at write time, which a commit made while a long
-    sweep runs would otherwise move."""
+    sweep runs would otherwise move. ``options`` (names in ``EXECUTION_OPTIONS``) reach the
+    task with the config but are not part of it: they change how a run executes, not what
+    it computes, so the run keeps its id and a sweep half run without them finishes with
+    them. The row records them under ``"options"``."""
     from experiments.tasks import TASKS
 
     start = time.perf_counter()
     rid = run_id(config)
     base: dict[str, Any] = {"sweep": sweep, "scale": scale, "run_id": rid, "config": config}
     base["seed"] = config.get("seed")
+    if options:
+        base["options"] = dict(options)
     try:
         if "threads" in config:
             import torch
@@ -113,7 +126,7 @@ def execute_run(
         task = TASKS.get(config.get("task", ""))
         if task is None:
             raise InputError(f"unknown task {config.get('task')!r}")
-        metrics, evals = task(config, Path(scratch) / rid)
+        metrics, evals = task({**config, **(options or {})}, Path(scratch) / rid)
         row = {
             **base,
             "status": "ok",
@@ -298,10 +311,11 @@ def run_sweep(
     poll_s: float = 0.2,
     only: Mapping[str, Any] | None = None,
     stop_after: float | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> SweepReport:
     """Run every run of ``sweep`` that has no row yet (of those matching ``only``, a slice:
-    setting name -> allowed values), starting none after ``stop_after`` seconds; see the
-    module docstring."""
+    setting name -> allowed values), starting none after ``stop_after`` seconds, each with
+    the execution ``options`` (see :func:`execute_run`); see the module docstring."""
     from tqdm import tqdm
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -310,6 +324,9 @@ def run_sweep(
         raise InputError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if stop_after is not None and not stop_after > 0:
         raise InputError(f"stop_after must be a positive number of seconds, got {stop_after!r}")
+    unknown = sorted(set(options or {}) - set(EXECUTION_OPTIONS))
+    if unknown:
+        raise InputError(f"unknown execution option(s) {unknown}; known: {EXECUTION_OPTIONS}")
     if stop_after is not None and executor != "local":
         raise InputError("stop_after is for the local executor (a cluster queues every job)")
     started = time.perf_counter()
@@ -350,7 +367,7 @@ def run_sweep(
             bar.update(1)
             bar.set_postfix(failed=failed)
 
-        args = (sweep.name, sweep.scale, str(scratch), git_sha())
+        args = (sweep.name, sweep.scale, str(scratch), git_sha(), dict(options or {}))
         queue = list(reversed(todo))  # popped from the end: runs start in sweep order
         try:
             if executor == "local" and workers == 1:

@@ -13,7 +13,8 @@ Tasks:
                (start |V| of a curriculum over |V| ramping over the first half of the steps),
                ``sampler`` (``numpy``, the default, or ``device``: the same distribution drawn
                by torch on the training device, ``experiments.device_sampler``),
-               ``cuda_graph`` (replay forward and backward as CUDA graphs, GPU only).
+               ``cuda_graph`` (replay forward and backward as CUDA graphs, GPU only;
+               usually an execution option, ``parrots sweep ... --cuda-graph``).
 ``graph``      as ``length2`` for any problem of ``theory.problems`` named by ``problem``:
                ``connectivity`` (2 classes) or ``shortest_path`` (n classes: the distance,
                0 = unreachable; accuracy is exact-distance accuracy). For the deeper models
@@ -139,6 +140,7 @@ def _graph_once(
         "train_seconds": summary["seconds"],
         "device": summary["device"],
         "sampler": sampler,
+        "cuda_graph": train_cfg.cuda_graph,
     }
     if sampler == "device":  # must be 0: every batch met both class quotas
         metrics["sampler_shortfalls"] = train_sample.shortfalls()
@@ -246,7 +248,8 @@ def selftest(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Cur
     if config.get("fail"):
         raise RuntimeError(f"selftest run {config.get('value')!r} fails on purpose")
     value = float(config.get("value", 0))
-    return {"value": value, "square": value * value, "root": math.sqrt(abs(value))}, []
+    metrics = {"value": value, "square": value * value, "root": math.sqrt(abs(value))}
+    return {**metrics, "cuda_graph": bool(config.get("cuda_graph", False))}, []
 
 
 TASKS: dict[str, Task] = {

@@ -52,6 +52,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="SECONDS",
         help="start no run after SECONDS (runs in flight finish; rerun for the rest)",
     )
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="replay each run's steps as CUDA graphs (an execution option: run ids unchanged)",
+    )
     p.add_argument("--list", action="store_true", help="print the runs and exit")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
@@ -98,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         submitit_cluster=args.cluster,
         only=only,
         stop_after=args.stop_after,
+        options={"cuda_graph": True} if args.cuda_graph else None,
     )
     print(json.dumps(report.to_dict()))
     return 0

@@ -250,3 +250,17 @@ def test_a_worker_killed_mid_sweep_fails_its_runs_and_the_sweep_still_reports(
     failed = {r["config"]["value"] for r in rows if r["status"] == "failed"}
     assert {0, 2, 3, 4, 5} <= failed
     assert all("worker died" in r["error"] for r in rows if r["status"] == "failed")
+
+
+def test_execution_options_reach_the_task_but_not_the_run_id(tmp_path: Path) -> None:
+    kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s", "progress": False}
+    sweep = selftest(3)
+    first = run_sweep(sweep, only={"value": [0]}, **kw)  # without options
+    rest = run_sweep(sweep, options={"cuda_graph": True}, **kw)
+    assert (first.ran, rest.skipped, rest.ran) == (1, 1, 2), "the same runs, the same ids"
+    rows = check_complete(sweep, results_path(sweep, tmp_path))
+    assert [r.get("options") for r in rows] == [None, {"cuda_graph": True}, {"cuda_graph": True}]
+    assert all("cuda_graph" not in r["config"] for r in rows)
+    assert [r["metrics"]["cuda_graph"] for r in rows] == [False, True, True]  # reached the task
+    with pytest.raises(InputError, match="unknown execution option"):
+        run_sweep(sweep, options={"threads": 4}, **kw)

@@ -13,6 +13,11 @@ For each (width, K, k) it times, in one run on the same input, one training step
 
 Ratios are tokens/s of ``grouped`` over the others. Defaults: 65,536 tokens, d_ff = 4·width,
 bf16 on CUDA and fp32 on CPU (``--dtype`` to override), the five shapes of issue 7.
+
+``--cuda-graph`` also times the grouped and the dense step each captured as one CUDA graph
+(forward and the gradients of the input and every weight), replayed: what they cost inside a
+graphed training step, where kernel launches no longer count (``graph_grouped_over_dense``).
+The loop and naive variants read counts back to the host and cannot be captured.
 """
 
 from __future__ import annotations
@@ -64,6 +69,21 @@ def _time(step: Callable[[], None], repeats: int, warmup: int, device: torch.dev
     return best
 
 
+def _captured(grads: Callable[[], object]) -> Callable[[], None]:
+    """``grads`` (a forward and ``torch.autograd.grad``) captured as one CUDA graph, after
+    warm-up on a side stream as capture requires; returns the replay."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            grads()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        grads()
+    return graph.replay
+
+
 def _profile(steps: dict[str, Callable[[], None]], shape: tuple[int, int, int]) -> None:
     """Print where each variant's step spends device (or CPU) time: torch.profiler's table."""
     from torch.profiler import ProfilerActivity, profile
@@ -112,6 +132,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError("--device cuda but no CUDA device is available")
     auto = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(auto if args.device == "auto" else args.device)
+    graphs = getattr(args, "cuda_graph", False)
+    if graphs and device.type != "cuda":
+        raise InputError("--cuda-graph needs a CUDA device")
     dtype_name = args.dtype or ("bf16" if device.type == "cuda" else "fp32")
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "fp16": torch.float16}[dtype_name]
     g = torch.Generator().manual_seed(0)
@@ -186,6 +209,21 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             pass
         if not args.skip_loop:
             times["loop"] = _time(moe_step("loop"), max(1, args.repeats // 2), 1, device)
+        if graphs:
+
+            def moe_grads(layer: MoEMLP = layer, x: Tensor = x, probe: Tensor = probe) -> object:
+                layer.dispatch = "grouped"
+                wrt = [x, *layer.parameters()]
+                return torch.autograd.grad((layer(x)[0] * probe).sum(), wrt)
+
+            def dense_grads(
+                x: Tensor = x, probe: Tensor = probe, a: Tensor = dense1, b: Tensor = dense2
+            ) -> object:
+                y = F.linear(F.gelu(F.linear(x, a)), b)
+                return torch.autograd.grad((y * probe).sum(), [x, a, b])
+
+            times["graph_grouped"] = _time(_captured(moe_grads), args.repeats, 1, device)
+            times["graph_dense"] = _time(_captured(dense_grads), args.repeats, 1, device)
         row: dict[str, Any] = {"width": width, "experts": K, "top_k": k, "hidden": hidden}
         row.update({name: float(f"{v:.3g}") for name, v in errors.items()})
         for name, seconds in times.items():
@@ -193,6 +231,9 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         for other in ("dense", "loop", "naive"):
             if other in times:
                 row[f"grouped_over_{other}"] = round(times[other] / times["grouped"], 3)
+        if graphs:
+            ratio = times["graph_dense"] / times["graph_grouped"]
+            row["graph_grouped_over_dense"] = round(ratio, 3)
         rows.append(row)
     device_name = (
         torch.cuda.get_device_name(device)

@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-loop", action="store_true", help="do not time the loop reference")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--profile", action="store_true", help="print torch.profiler tables first")
+    p.add_argument(
+        "--cuda-graph",
+        action="store_true",
+        help="also time grouped and dense steps captured as CUDA graphs (GPU only)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+import torch
+
 from experiments.cli import main
 
 
@@ -40,3 +43,17 @@ def test_bench_moe_runs_small_on_cpu(capsys):
 def test_bench_moe_bad_shapes_exit_2(capsys):
     assert main(["bench", "moe", "--shapes", "16x4x2"]) == 2
     assert "--shapes" in capsys.readouterr().err
+
+
+def test_bench_moe_cuda_graph_needs_a_gpu(capsys):
+    args = ["bench", "moe", "--tokens", "64", "--shapes", "16:4:2", "--repeats", "1"]
+    assert main([*args, "--device", "cpu", "--cuda-graph"]) == 2
+    assert "--cuda-graph needs a CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_bench_moe_times_captured_steps_on_a_gpu(capsys):
+    args = ["bench", "moe", "--tokens", "4096", "--shapes", "256:16:2", "--repeats", "2"]
+    assert main([*args, "--cuda-graph", "--skip-loop", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert row["graph_grouped_tokens_per_s"] > 0 and row["graph_grouped_over_dense"] > 0

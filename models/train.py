@@ -420,8 +420,9 @@ def train(
             y = torch.as_tensor(y_np, device=device)
             if cfg.cuda_graph and graphed is None:
                 graphed = _graphed_forward(model, x)  # on the first batch's shape
+            forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
-                logits, auxes = (graphed or model.forward_aux)(x)
+                logits, auxes = forward(x)
             task_loss, correct, counted = _loss_and_correct(logits, y)
             balance = sum((a.balance_loss for a in auxes), torch.zeros((), device=device))
             z = sum((a.z_loss for a in auxes), torch.zeros((), device=device))

@@ -305,21 +305,31 @@ def test_parrots_train_cuda_graph_on_cpu_exits_2(capsys):
     assert code == 2 and "cuda_graph needs a CUDA device" in err
 
 
+def graph_cfg(experts: int, capacity: float | None) -> ModelConfig:
+    """A 2-layer model for the CUDA-graph tests (skips the test where it cannot be captured)."""
+    cfg = ModelConfig(
+        vocab_size=VOCAB,
+        max_len=LENGTH,
+        width=16,
+        heads=2,
+        layers=2,
+        experts=experts,
+        top_k=min(2, experts),
+        capacity_factor=capacity,
+    )
+    reason = graph_blocker(cfg, torch.device("cuda"))
+    if reason is not None:
+        pytest.skip(reason)
+    return cfg
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
 def test_cuda_graph_training_follows_the_eager_run(experts, capacity):
     # same seed, same batches: the graphed run replays the same kernels as the eager one
+    cfg = graph_cfg(experts, capacity)
+
     def run(cuda_graph: bool):
-        cfg = ModelConfig(
-            vocab_size=VOCAB,
-            max_len=LENGTH,
-            width=16,
-            heads=2,
-            layers=2,
-            experts=experts,
-            top_k=min(2, experts),
-            capacity_factor=capacity,
-        )
         model = Transformer(cfg, torch.Generator().manual_seed(0))
         tc = TrainConfig(
             steps=30, eval_interval=30, **{**FAST, "device": "cuda"}, cuda_graph=cuda_graph
@@ -348,19 +358,7 @@ def test_graph_blocker_names_the_models_a_graph_cannot_capture():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
 def test_graphed_forward_replays_what_the_eager_forward_computes(experts, capacity):
-    cfg = ModelConfig(
-        vocab_size=VOCAB,
-        max_len=LENGTH,
-        width=16,
-        heads=2,
-        layers=2,
-        experts=experts,
-        top_k=min(2, experts),
-        capacity_factor=capacity,
-    )
-    if graph_blocker(cfg, torch.device("cuda")) is not None:
-        pytest.skip(graph_blocker(cfg, torch.device("cuda")))
-    model = Transformer(cfg, torch.Generator().manual_seed(0)).cuda()
+    model = Transformer(graph_cfg(experts, capacity), torch.Generator().manual_seed(0)).cuda()
     rng = np.random.default_rng(0)
     first, second = (torch.as_tensor(contains_mark(rng, 32)[0], device="cuda") for _ in range(2))
     graphed = _graphed_forward(model, first)

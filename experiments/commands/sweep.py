@@ -10,6 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
+from experiments.progress import device_use, render_devices, sweep_status
 from experiments.results import RESULTS_DIR
 from experiments.runner import EXECUTORS, SCRATCH_DIR, run_sweep, select_runs
 from experiments.sweep import SCALES, SWEEP_NAMES, SweepConfig, get_sweep
@@ -23,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the sweep NAME of the catalogue (experiments/sweep.py) at a scale. "
         "Killed and rerun, it finishes without redoing completed runs.",
     )
-    p.add_argument("name", help=f"one of {', '.join(SWEEP_NAMES)}")
+    p.add_argument("name", help=f"one of {', '.join(SWEEP_NAMES)} ('all' with --status)")
     p.add_argument("--scale", default="tiny", help=f"one of {', '.join(SCALES)}")
     p.add_argument("--config", default=None, help="a SweepConfig JSON file instead of NAME")
     p.add_argument("--workers", type=int, default=1, help="runs at once (local executor)")
@@ -58,6 +59,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replay each run's steps as CUDA graphs (an execution option: run ids unchanged)",
     )
     p.add_argument("--list", action="store_true", help="print the runs and exit")
+    p.add_argument(
+        "--status",
+        action="store_true",
+        help="print the runs done, failed and missing per grid, and the device time the rows "
+        "record (busy minutes, runs/hour); runs nothing. NAME 'all': every sweep at --scale",
+    )
+    p.add_argument("--json", action="store_true", help="with --status: one JSON object")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -79,14 +87,46 @@ def parse_only(items: list[str]) -> dict[str, list]:
     return only
 
 
-def run(args: argparse.Namespace) -> int:
+def status(args: argparse.Namespace) -> int:
+    """``--status``: where the sweep(s) stand, from their rows (experiments/progress.py)."""
+    if args.name == "all" and args.config is None:
+        sweeps = [get_sweep(name, args.scale) for name in SWEEP_NAMES if name != "selftest"]
+        only: dict[str, list] = {}
+        if args.only:
+            raise InputError("--only slices one sweep; give its NAME instead of 'all'")
+    else:
+        sweeps = [_sweep(args)]
+        only = parse_only(args.only)
+    found = [sweep_status(s, args.results, only) for s in sweeps]
+    every = device_use(row for s in found for row in s.rows)
+    if args.json:
+        out = {"sweeps": [s.to_dict() for s in found]}
+        if len(found) > 1:
+            out["devices"] = [u.to_dict() for u in every]
+        print(json.dumps(out))
+        return 0
+    print("\n".join(s.render() for s in found))
+    if len(found) > 1:
+        print(f"all {args.scale} sweeps together:")
+        print("\n".join(f"  {line}" for line in render_devices(every)))
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> SweepConfig:
     if args.config is not None:
         path = Path(args.config)
         if not path.exists():
             raise InputError(f"no sweep config at {path}")
-        sweep = SweepConfig.from_json(path.read_text())
-    else:
-        sweep = get_sweep(args.name, args.scale)
+        return SweepConfig.from_json(path.read_text())
+    return get_sweep(args.name, args.scale)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.status:
+        return status(args)
+    if args.json:
+        raise InputError("--json goes with --status (a sweep prints its report as JSON anyway)")
+    sweep = _sweep(args)
     only = parse_only(args.only)
     if args.list:
         for config in select_runs(sweep.runs(), only):

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from paper_figures import fig_depth, fig_memorization, fig_precision, fig_reasoning, fig_threshold
+from paper_figures import (
+    fig_depth,
+    fig_learnability,
+    fig_memorization,
+    fig_precision,
+    fig_reasoning,
+    fig_threshold,
+)
 from paper_figures.explorer import load_empirical
 from paper_figures.registry import figure_makers
 from paper_figures.sweep_rows import mean_std, sweep_rows
@@ -145,7 +152,14 @@ def test_sweep_figures_render_png_and_pdf_from_fixture_rows(tmp_path: Path) -> N
 def test_figures_skip_with_a_message_when_results_are_absent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    modules = (fig_reasoning, fig_depth, fig_memorization, fig_threshold, fig_precision)
+    modules = (
+        fig_reasoning,
+        fig_depth,
+        fig_memorization,
+        fig_threshold,
+        fig_precision,
+        fig_learnability,
+    )
     for module in modules:
         assert module.make(tmp_path / "out", results_dir=tmp_path) == []
     assert capsys.readouterr().out.count("skipped") == len(modules)
@@ -172,4 +186,53 @@ def test_sweep_rows_take_the_largest_scale_and_the_last_row_of_a_run(tmp_path: P
 def test_every_sweep_figure_is_registered() -> None:
     names = set(figure_makers())
     assert {"fig_reasoning", "fig_depth", "fig_memorization", "fig_threshold"} <= names
+    assert "fig_learnability" in names
     assert "fig_precision" in names
+
+
+def learnability_row(i: int, layers: int, vertices: int, width: int, **config) -> dict:
+    steps = config.pop("steps", 6000)
+    device = config.pop("device", "NVIDIA H100 80GB HBM3")
+    evals = [[s, 0.5 + 0.4 * s / steps] for s in range(250, steps + 1, 250)]
+    base = {
+        "layers": layers,
+        "vertices": vertices,
+        "width": width,
+        "batch": 1024,
+        "seed": 0,
+        "steps": steps,
+        "lr": 0.001,
+        "grid": "g",
+        "target_accuracy": 0.98,
+        **config,
+    }
+    return {
+        **row("l", i, base, {"accuracy": evals[-1][1], "stopped_early": i == 1}),
+        "curve": {"evals": evals},
+        "provenance": {"device": device},
+    }
+
+
+def test_learnability_panels_label_what_varies_within_a_panel(tmp_path: Path) -> None:
+    rows = [
+        learnability_row(1, 2, 16, 64),
+        learnability_row(2, 2, 16, 32),
+        learnability_row(3, 2, 32, 64),
+        learnability_row(4, 2, 32, 64, steps=12000, curriculum=16),
+        learnability_row(5, 1, 16, 128, device="cpu"),
+        learnability_row(6, 1, 16, 256),
+        {**learnability_row(7, 1, 32, 8), "curve": {"evals": []}},  # nothing to draw
+    ]
+    drawn = fig_learnability.panels(rows)
+    assert list(drawn) == [(2, 16), (2, 32), (1, 16)]  # 2 layers first
+    assert [line.label for line in drawn[(2, 16)]] == ["m=32", "m=64"]
+    assert [line.label for line in drawn[(2, 32)]] == [
+        "m=64, curriculum=–, steps=6000",
+        "m=64, curriculum=16, steps=12000",
+    ]
+    assert [line.label for line in drawn[(1, 16)]] == ["m=128, cpu", "m=256, H100"]
+    first = drawn[(2, 16)][1]
+    assert first.stopped and first.instances[0] == 250 * 1024 / 1e6
+    write(tmp_path / "learnability" / "paper.jsonl", rows)
+    paths = fig_learnability.make(tmp_path / "out", results_dir=tmp_path)
+    assert [p.suffix for p in paths] == [".png", ".pdf"]

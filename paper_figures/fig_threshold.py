@@ -3,56 +3,96 @@ reached the target on length-2 path, beside the theory's one-layer lower bound
 (``theory.bounds.lower_bound_width``, at p = 1 and 4 bits; vacuous at p ≥ 8 for these |V|)
 and the one-layer dense construction's width (``dense_construction_width`` = 2|V| + 4).
 
-Reads ``experiments/results/threshold/<scale>.jsonl`` (the largest scale present), written by
-``parrots sweep threshold --scale small``. The trained models have the layers the sweep
-gives (2 on CPU: one layer does not learn in these budgets), the theory is of one layer, and
-a width "not reached" may be a training budget too short, not a capacity limit.
+Reads ``experiments/results/threshold/<scale>.jsonl`` for every scale that has rows, written by
+``parrots sweep threshold``, and draws each scale in its own colour, labelled with its training
+budget: a threshold is a property of a model *and* a budget, so the scales are not pooled.
+The trained models have the layers the sweep gives (2: one layer does not learn in these
+budgets), the theory is of one layer, and a width "not reached" may be a training budget too
+short, not a capacity limit.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from paper_figures.sweep_rows import RESULTS_DIR, save, sweep_rows
+from paper_figures.sweep_rows import RESULTS_DIR, SCALE_ORDER, save, sweep_rows
 from theory.bounds import dense_construction_width, lower_bound_width
 
 
+def series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    """Per scale with rows (largest first): its label, the (|V|, threshold) points of runs
+    that reached the target, the (|V|, widest width tried) of runs that did not, and the
+    file read."""
+    out = []
+    for scale in SCALE_ORDER:
+        rows, path = sweep_rows("threshold", results_dir, scale=scale)
+        if not rows:
+            continue
+        config = rows[0]["config"]
+        found = [
+            (int(r["config"]["vertices"]), int(r["metrics"]["width_threshold"]))
+            for r in rows
+            if isinstance(r["metrics"].get("width_threshold"), (int, float))
+        ]
+        missed = [
+            (int(r["config"]["vertices"]), int(r["metrics"]["max_width_tried"]))
+            for r in rows
+            if not isinstance(r["metrics"].get("width_threshold"), (int, float))
+        ]
+        seeds = len({r["config"].get("seed") for r in rows})
+        label = (
+            f"{scale}: {config['layers']} layers, ≤ {config['steps']:,} steps × "
+            f"{config['batch']:,}, {seeds} seed{'s' if seeds > 1 else ''}; smallest width "
+            f"≥ {float(config['target']):.0%}"
+        )
+        out.append(
+            {
+                "scale": scale,
+                "label": label,
+                "found": found,
+                "missed": missed,
+                "path": path,
+                "heads": int(config["heads"]),
+            }
+        )
+    return out
+
+
 def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
-    rows, path = sweep_rows("threshold", results_dir)
-    if not rows:
+    drawn = series(results_dir)
+    if not drawn:
         print("fig_threshold: no rows in experiments/results/threshold/; skipped")
         return []
-    assert path is not None
-    heads = int(rows[0]["config"]["heads"])
+    heads = drawn[0]["heads"]
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
-    found = [r for r in rows if isinstance(r["metrics"].get("width_threshold"), (int, float))]
-    missed = [r for r in rows if r not in found]
     jitter = np.random.default_rng(0)
-    if found:
-        xs = [r["config"]["vertices"] * (1 + 0.02 * jitter.standard_normal()) for r in found]
-        ax.scatter(
-            xs,
-            [r["metrics"]["width_threshold"] for r in found],
-            color="tab:blue",
-            zorder=3,
-            label=f"trained, {found[0]['config']['layers']} layers: smallest "
-            f"width ≥ {found[0]['config']['target']:.0%}",
-        )
-    if missed:
-        ax.scatter(
-            [r["config"]["vertices"] for r in missed],
-            [r["metrics"]["max_width_tried"] for r in missed],
-            marker="^",
-            facecolors="none",
-            edgecolors="tab:blue",
-            zorder=3,
-            label="not reached up to this width",
-        )
-    all_v = [int(r["config"]["vertices"]) for r in rows]
+    all_v = []
+    for i, one in enumerate(drawn):
+        colour = f"C{i}"
+        all_v += [v for v, _ in one["found"] + one["missed"]]
+        if one["found"]:
+            ax.scatter(
+                [v * (1 + 0.02 * jitter.standard_normal()) for v, _ in one["found"]],
+                [w for _, w in one["found"]],
+                color=colour,
+                zorder=3,
+                label=one["label"],
+            )
+        if one["missed"]:
+            ax.scatter(
+                [v for v, _ in one["missed"]],
+                [w for _, w in one["missed"]],
+                marker="^",
+                facecolors="none",
+                edgecolors=colour,
+                zorder=3,
+                label=f"{one['scale']}: not reached up to this width",
+            )
     grid = np.arange(max(3, min(all_v) - 1), max(64, max(all_v)) + 1)
     ax.plot(
         grid,
@@ -73,7 +113,8 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     ax.set_xlabel("|V|")
     ax.set_ylabel("width m")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    ax.set_title(f"Width threshold vs |V| ({path.parent.name}/{path.name})", fontsize=10)
+    ax.legend(fontsize=6.5)
+    files = ", ".join(f"{d['path'].parent.name}/{d['path'].name}" for d in drawn)
+    ax.set_title(f"Width threshold vs |V| ({files})", fontsize=9)
     fig.tight_layout()
     return save(fig, out_dir, "fig_threshold")

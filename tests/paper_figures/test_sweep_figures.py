@@ -36,6 +36,9 @@ def row(sweep: str, i: int, config: dict, metrics: dict, status: str = "ok") -> 
     }
 
 
+THR = {"steps": 1500, "batch": 256, "seed": 0}
+
+
 def reasoning_rows() -> list[dict]:
     out, i = [], 0
     for layers in (1, 2):
@@ -116,7 +119,7 @@ def test_sweep_figures_render_png_and_pdf_from_fixture_rows(tmp_path: Path) -> N
         row(
             "t",
             v,
-            {"vertices": v, "experts": 1, "heads": 2, "layers": 2, "target": 0.95},
+            {"vertices": v, "experts": 1, "heads": 2, "layers": 2, "target": 0.95, **THR},
             {"width_threshold": w, "max_width_tried": 32},
         )
         for v, w in ((5, 8), (6, 16), (8, None))
@@ -236,3 +239,30 @@ def test_learnability_panels_label_what_varies_within_a_panel(tmp_path: Path) ->
     write(tmp_path / "learnability" / "paper.jsonl", rows)
     paths = fig_learnability.make(tmp_path / "out", results_dir=tmp_path)
     assert [p.suffix for p in paths] == [".png", ".pdf"]
+
+
+def test_threshold_figure_draws_each_scale_with_its_budget(tmp_path: Path) -> None:
+    base = {"experts": 1, "heads": 2, "layers": 2, "target": 0.95}
+    small = [
+        row("t", v, {"vertices": v, **base, **THR}, {"width_threshold": 16, "max_width_tried": 16})
+        for v in (5, 6)
+    ]
+    paper = [
+        row(
+            "t",
+            10 * v + seed,
+            {"vertices": v, **base, "steps": 3000, "batch": 1024, "seed": seed},
+            {"width_threshold": None if v == 12 and seed else 32, "max_width_tried": 64},
+        )
+        for v in (8, 12)
+        for seed in (0, 1)
+    ]
+    write(tmp_path / "threshold" / "small.jsonl", small)
+    write(tmp_path / "threshold" / "paper.jsonl", paper)
+    drawn = fig_threshold.series(tmp_path)
+    assert [d["scale"] for d in drawn] == ["paper", "small"]
+    assert drawn[0]["label"].startswith("paper: 2 layers, ≤ 3,000 steps × 1,024, 2 seeds")
+    assert sorted(drawn[0]["found"]) == [(8, 32), (8, 32), (12, 32)]
+    assert drawn[0]["missed"] == [(12, 64)]
+    assert drawn[1]["found"] == [(5, 16), (6, 16)] and "1 seed;" in drawn[1]["label"]
+    assert len(fig_threshold.make(tmp_path / "out", results_dir=tmp_path)) == 2

@@ -42,6 +42,7 @@ written.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import shutil
 import sys
@@ -298,6 +299,90 @@ def pending_runs(
     return todo, len(select_runs(sweep.runs(), only)) - len(todo)
 
 
+def run_progress(scratch: Path, config: Mapping[str, Any]) -> str | None:
+    """``"5750/8000 acc 0.674"`` for a run in flight, from the last line its trainer wrote to
+    a ``metrics.jsonl`` in its scratch folder (the newest one: the threshold task trains one
+    model after another, each in a subfolder); None before the first line."""
+    folder = scratch / run_id(config)
+    try:
+        files = sorted(folder.rglob("metrics.jsonl"), key=lambda f: f.stat().st_mtime)
+    except OSError:  # the run finished and its folder was removed meanwhile
+        return None
+    if not files:
+        return None
+    try:
+        with open(files[-1], "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 4096))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the seek, or one being written
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("step"), int):
+            text = f"{entry['step']}/{config.get('steps', '?')}"
+            if isinstance(entry.get("accuracy"), (int, float)):
+                text += f" acc {entry['accuracy']:.3f}"
+            return text
+    return None
+
+
+class _Watcher:
+    """A daemon thread that shows, in the sweep's bar, how far the runs in flight have got
+    (:func:`run_progress`), every ``every`` seconds: runs of hours otherwise leave the bar
+    still until they end."""
+
+    def __init__(
+        self, bar: Any, scratch: Path, every: float = 5.0, shown: int = 3, active: bool = True
+    ) -> None:
+        self.bar, self.scratch, self.every, self.shown = bar, scratch, every, shown
+        self.active = active
+        self.failed = 0
+        self.lock = threading.Lock()
+        self.running: dict[str, dict[str, Any]] = {}
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, daemon=True, name="sweep-watcher")
+
+    def started(self, config: dict[str, Any]) -> None:
+        with self.lock:
+            self.running[run_id(config)] = config
+
+    def finished(self, rid: str, failed: int) -> None:
+        with self.lock:
+            self.running.pop(rid, None)
+            self.failed = failed
+        if self.active:
+            self.bar.set_postfix_str(self.note(), refresh=False)
+
+    def note(self) -> str:
+        with self.lock:
+            configs = list(self.running.items())
+            failed = self.failed
+        parts = [f"failed {failed}"] if failed else []
+        for rid, config in configs[: self.shown]:
+            where = run_progress(self.scratch, config)
+            parts.append(f"{rid[:6]} {where or 'starting'}")
+        if len(configs) > self.shown:
+            parts.append(f"+{len(configs) - self.shown} more")
+        return "; ".join(parts)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.every):
+            self.bar.set_postfix_str(self.note(), refresh=True)
+
+    def start(self) -> None:
+        if self.active:
+            self.thread.start()
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout=self.every + 1)
+
+
 def run_sweep(
     sweep: SweepConfig,
     *,
@@ -312,10 +397,13 @@ def run_sweep(
     only: Mapping[str, Any] | None = None,
     stop_after: float | None = None,
     options: Mapping[str, Any] | None = None,
+    progress_every: float = 5.0,
 ) -> SweepReport:
     """Run every run of ``sweep`` that has no row yet (of those matching ``only``, a slice:
     setting name -> allowed values), starting none after ``stop_after`` seconds, each with
-    the execution ``options`` (see :func:`execute_run`); see the module docstring."""
+    the execution ``options`` (see :func:`execute_run`); see the module docstring. With
+    ``progress``, the bar shows every ``progress_every`` seconds how far the runs in flight
+    have got."""
     from tqdm import tqdm
 
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -364,15 +452,19 @@ def run_sweep(
             failed += row["status"] != "ok"
             if row["status"] == "ok":
                 shutil.rmtree(scratch / row["run_id"], ignore_errors=True)
+            watcher.finished(row["run_id"], failed)
             bar.update(1)
-            bar.set_postfix(failed=failed)
 
         args = (sweep.name, sweep.scale, str(scratch), git_sha(), dict(options or {}))
         queue = list(reversed(todo))  # popped from the end: runs start in sweep order
+        watcher = _Watcher(bar, scratch, every=progress_every, active=progress)
         try:
+            watcher.start()
             if executor == "local" and workers == 1:
                 while queue and may_start():
-                    record(execute_run(queue.pop(), *args))
+                    config = queue.pop()
+                    watcher.started(config)
+                    record(execute_run(config, *args))
             else:
                 local = executor == "local"
                 pool: Any = (
@@ -394,6 +486,7 @@ def run_sweep(
                                 record(_infrastructure_failure(config, sweep, err))
                                 continue
                             handles.append((config, handle))
+                            watcher.started(config)
                         if not handles:
                             break
                         still = []
@@ -410,6 +503,7 @@ def run_sweep(
                             time.sleep(poll_s)
                         handles = still
         finally:
+            watcher.close()
             bar.close()
     return SweepReport(
         path,

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from experiments import runner
 from experiments.cli import main
 from experiments.results import latest_rows, read_rows
-from experiments.runner import _exclusive, results_path, run_sweep
+from experiments.runner import _exclusive, results_path, run_progress, run_sweep
 from experiments.sweep import Grid, SweepConfig, run_id
 from theory.errors import InputError
 
@@ -264,3 +265,76 @@ def test_execution_options_reach_the_task_but_not_the_run_id(tmp_path: Path) -> 
     assert [r["metrics"]["cuda_graph"] for r in rows] == [False, True, True]  # reached the task
     with pytest.raises(InputError, match="unknown execution option"):
         run_sweep(sweep, options={"threads": 4}, **kw)
+
+
+# -- progress of the runs in flight --------------------------------------------------------
+
+
+def write_metrics(path: Path, lines: list[str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def test_run_progress_reads_the_last_complete_line_of_the_newest_metrics(tmp_path):
+    config = {"task": "threshold", "steps": 3000, "seed": 0}
+    folder = tmp_path / run_id(config)
+    assert run_progress(tmp_path, config) is None  # not started
+    old = folder / "w8" / "metrics.jsonl"
+    write_metrics(old, ['{"kind": "eval", "step": 3000, "accuracy": 0.61}'])
+    assert run_progress(tmp_path, config) == "3000/3000 acc 0.610"
+    new = folder / "w16" / "metrics.jsonl"
+    write_metrics(new, ['{"kind": "train", "step": 250, "loss": 0.69}'])
+    os.utime(old, (1, 1))  # the width trained first is the older file
+    assert run_progress(tmp_path, config) == "250/3000"
+    write_metrics(
+        new,
+        [
+            '{"kind": "train", "step": 250, "loss": 0.69}',
+            '{"kind": "eval", "step": 250, "accuracy": 0.7345}',
+            '{"kind": "train", "step": 5',  # being written
+        ],
+    )
+    assert run_progress(tmp_path, config) == "250/3000 acc 0.735"
+
+
+class FakeBar:
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.notes.append(text)
+
+
+def test_the_watcher_shows_the_runs_in_flight_and_the_failures(tmp_path):
+    configs = [{"task": "length2", "steps": 1000, "seed": s} for s in range(5)]
+    write_metrics(
+        tmp_path / run_id(configs[0]) / "metrics.jsonl",
+        ['{"kind": "eval", "step": 500, "accuracy": 0.6}'],
+    )
+    bar = FakeBar()
+    watcher = runner._Watcher(bar, tmp_path, every=0.02, shown=3)
+    for config in configs:
+        watcher.started(config)
+    first = run_id(configs[0])[:6]
+    assert watcher.note() == (
+        f"{first} 500/1000 acc 0.600; {run_id(configs[1])[:6]} starting; "
+        f"{run_id(configs[2])[:6]} starting; +2 more"
+    )
+    watcher.start()
+    deadline = time.time() + 5
+    while not bar.notes and time.time() < deadline:
+        time.sleep(0.01)
+    watcher.close()
+    assert bar.notes and bar.notes[0].startswith(first)
+    assert not watcher.thread.is_alive()
+    for config in configs[1:]:
+        watcher.finished(run_id(config), failed=2)
+    assert bar.notes[-1] == f"failed 2; {first} 500/1000 acc 0.600"
+
+
+def test_a_sweep_with_progress_shows_its_run_in_flight(tmp_path, capsys):
+    sweep = selftest(2, sleep=0.5)
+    run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress_every=0.05)
+    err = capsys.readouterr().err
+    assert f"{run_id(sweep.runs()[0])[:6]} starting" in err
+    check_complete(sweep, results_path(sweep, tmp_path))

@@ -180,10 +180,29 @@ class SweepStatus:
                 for g in self.grids
             ],
             "devices": [u.to_dict() for u in self.devices],
+            "failures": [
+                {"run_id": rid, "grid": grid, "error": error}
+                for rid, grid, error in self.failures()
+            ],
         }
 
-    def render(self) -> str:
-        """A plain-text table for a terminal."""
+    def failures(self) -> list[tuple[str, str, str]]:
+        """(run id, grid, first line of the error) of each failed run, in row order."""
+        out = []
+        for row in self.rows:
+            if row.get("status") != "ok":
+                error = str(row.get("error") or "no error recorded").splitlines()[0][:100]
+                out.append(
+                    (
+                        str(row.get("run_id")),
+                        str((row.get("config") or {}).get("grid", "all")),
+                        error,
+                    )
+                )
+        return out
+
+    def render(self, shown_failures: int = 5) -> str:
+        """A plain-text table for a terminal, with the errors of the first failed runs."""
         lines = [
             f"{self.sweep}/{self.scale}: {self.ok} ok, {self.failed} failed, "
             f"{self.missing} missing of {self.planned} planned  ({self.path})"
@@ -196,6 +215,11 @@ class SweepStatus:
             )
         if self.stray:
             lines.append(f"  ({self.stray} row(s) belong to runs this sweep no longer has)")
+        failures = self.failures()
+        for rid, grid, error in failures[:shown_failures]:
+            lines.append(f"  failed {rid[:8]} ({grid}): {error}")
+        if len(failures) > shown_failures:
+            lines.append(f"  ... and {len(failures) - shown_failures} more failed runs")
         lines.extend(f"  {line}" for line in render_devices(self.devices))
         return "\n".join(lines)
 

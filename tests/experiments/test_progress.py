@@ -106,6 +106,10 @@ def test_status_counts_ok_failed_and_missing_per_grid(tmp_path):
     assert (status.planned, status.ok, status.failed, status.missing) == (5, 2, 1, 2)
     assert status.stray == 1
     assert sum(u.runs for u in status.devices) == 3  # the stray row is not this sweep's
+    [(rid, grid, error)] = status.failures()
+    assert rid == run_id(sweep.runs()[3]) and grid == "b" and "fail" in error.lower()
+    assert f"failed {rid[:8]} (b): {error}" in status.render()
+    assert status.to_dict()["failures"] == [{"run_id": rid, "grid": "b", "error": error}]
     sliced = sweep_status(sweep, tmp_path, only={"value": [0, 4]})
     assert [(g.grid, g.ok, g.missing) for g in sliced.grids] == [("a", 1, 0), ("b", 0, 1)]
 

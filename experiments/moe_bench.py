@@ -17,7 +17,10 @@ bf16 on CUDA and fp32 on CPU (``--dtype`` to override), the five shapes of issue
 ``--cuda-graph`` also times the grouped and the dense step each captured as one CUDA graph
 (forward and the gradients of the input and every weight), replayed: what they cost inside a
 graphed training step, where kernel launches no longer count (``graph_grouped_over_dense``).
-The loop and naive variants read counts back to the host and cannot be captured.
+The loop and naive variants read counts back to the host and cannot be captured. A shape
+whose grouped path cannot be captured (``models.train.graph_blocker``: not bf16, rows not
+16-byte aligned, no sm90/sm100 kernels), or whose capture fails, keeps its eager timings and
+says why under ``graph_skipped``.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from experiments.benchmarks.moe import SHAPES
+from models.train import graph_blocker
 from models.transformer import ModelConfig, MoEMLP
 from theory.errors import InputError
 
@@ -222,16 +226,29 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 y = F.linear(F.gelu(F.linear(x, a)), b)
                 return torch.autograd.grad((y * probe).sum(), [x, a, b])
 
-            times["graph_grouped"] = _time(_captured(moe_grads), args.repeats, 1, device)
-            times["graph_dense"] = _time(_captured(dense_grads), args.repeats, 1, device)
+            # a shape whose grouped path would read the offsets back cannot be captured
+            blocked = (
+                graph_blocker(cfg, device)
+                if dtype == torch.bfloat16
+                else f"--dtype {dtype_name}: torch._grouped_mm's CUDA kernels are bf16"
+            )
+            if blocked is None:
+                try:
+                    times["graph_grouped"] = _time(_captured(moe_grads), args.repeats, 1, device)
+                    times["graph_dense"] = _time(_captured(dense_grads), args.repeats, 1, device)
+                except RuntimeError as err:  # keep the eager timings of every shape
+                    blocked = f"capture failed: {err}".splitlines()[0][:300]
+                    times.pop("graph_grouped", None)
         row: dict[str, Any] = {"width": width, "experts": K, "top_k": k, "hidden": hidden}
+        if graphs and blocked is not None:
+            row["graph_skipped"] = blocked
         row.update({name: float(f"{v:.3g}") for name, v in errors.items()})
         for name, seconds in times.items():
             row[f"{name}_tokens_per_s"] = round(args.tokens / seconds)
         for other in ("dense", "loop", "naive"):
             if other in times:
                 row[f"grouped_over_{other}"] = round(times[other] / times["grouped"], 3)
-        if graphs:
+        if "graph_grouped" in times:
             ratio = times["graph_dense"] / times["graph_grouped"]
             row["graph_grouped_over_dense"] = round(ratio, 3)
         rows.append(row)

@@ -204,16 +204,17 @@ def _optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
 
 
 class _ForwardAux(torch.nn.Module):
-    """``model.forward_aux(x, sync_free=True)`` as a module of its own: what
+    """``model.forward_aux(x, sync_free=True, no_pad=...)`` as a module of its own: what
     ``torch.cuda.make_graphed_callables`` captures (a module, so that its parameters are part
     of the graph's input surface and receive gradients)."""
 
-    def __init__(self, model: Transformer) -> None:
+    def __init__(self, model: Transformer, no_pad: bool) -> None:
         super().__init__()
         self.model = model
+        self.no_pad = no_pad
 
     def forward(self, tokens: Tensor) -> tuple[Tensor, list[MoEAux]]:
-        return self.model.forward_aux(tokens, sync_free=True)
+        return self.model.forward_aux(tokens, sync_free=True, no_pad=self.no_pad)
 
 
 def graph_blocker(cfg: ModelConfig, device: torch.device) -> str | None:
@@ -242,7 +243,7 @@ def graph_blocker(cfg: ModelConfig, device: torch.device) -> str | None:
 
 def _graphed_forward(
     model: Transformer, example: Tensor
-) -> Callable[[Tensor], tuple[Tensor, list[MoEAux]]]:
+) -> tuple[Callable[[Tensor], tuple[Tensor, list[MoEAux]]], bool]:
     """``model.forward_aux`` with its forward and its backward each replayed as one CUDA
     graph: a small model's step is hundreds of kernel launches, so on a GPU its time is the
     launches', not the arithmetic's (research/probes.md); a replay is one launch each way.
@@ -250,10 +251,18 @@ def _graphed_forward(
     shape of ``example``; every later batch must have that shape. The model reads nothing
     back to the host in ``sync_free`` mode (tests/models: it runs on the meta device), which
     is what capture needs (:func:`graph_blocker` says when an MoE would not). The loss, the
-    gradient clip and AdamW stay eager."""
+    gradient clip and AdamW stay eager.
+
+    Returns the graphed callable and ``no_pad``: whether ``example`` held no PAD token. Then
+    the graph is captured without the PAD mask, so attention keeps its fused mask-free
+    kernels (fixed-length tasks, the common case), and it is exact only for batches without
+    PAD: the trainer checks each batch in its one read per step. A batch with PAD (a
+    curriculum's shorter graphs) captures the masked path, right for every batch."""
+    pad = model.cfg.pad_token
+    no_pad = pad is None or not bool((example == pad).any())  # read before capture begins
     with torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
-        graphed = torch.cuda.make_graphed_callables(_ForwardAux(model), (example,))
-    return graphed  # type: ignore[return-value]
+        graphed = torch.cuda.make_graphed_callables(_ForwardAux(model, no_pad), (example,))
+    return graphed, no_pad  # type: ignore[return-value]
 
 
 def _loss_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -361,6 +370,10 @@ def train(
     ``cfg.cuda_graph`` replays the model's forward and backward as CUDA graphs captured on
     the first batch (:func:`_graphed_forward`); every batch must then have its shape.
     """
+    if cfg.cuda_graph and prefetch:
+        # a prefetch thread drawing on the device would launch work while the main thread
+        # captures, which capture forbids
+        raise InputError("cuda_graph and prefetch cannot be combined; leave prefetch off")
     device = cfg.resolved_device()
     if cfg.cuda_graph and (reason := graph_blocker(model.cfg, device)) is not None:
         raise InputError(f"cuda_graph: {reason}")
@@ -392,6 +405,7 @@ def train(
     set_step = getattr(sample, "set_step", None)  # curricula: told the step before each draw
     use_amp = device.type == "cuda"
     graphed: Callable[[Tensor], tuple[Tensor, list[MoEAux]]] | None = None
+    check_pad = False  # the graph assumes no PAD: each batch is checked before its update
     started = time.perf_counter()
     tokens_seen, last_eval, stopped_early, step = 0, None, False, start_step
     bar = tqdm(
@@ -419,7 +433,8 @@ def train(
             x = torch.as_tensor(x_np, device=device)
             y = torch.as_tensor(y_np, device=device)
             if cfg.cuda_graph and graphed is None:
-                graphed = _graphed_forward(model, x)  # on the first batch's shape
+                graphed, no_pad = _graphed_forward(model, x)  # on the first batch's shape
+                check_pad = no_pad and model.cfg.pad_token is not None
             forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
                 logits, auxes = forward(x)
@@ -432,9 +447,17 @@ def train(
             clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             # one device->host read per step (each read stalls the GPU queue): the guard's inputs
-            loss_value, tl, norm_value = torch.stack(
-                [loss.detach().float(), task_loss.detach().float(), grad_norm.float()]
-            ).tolist()
+            read = [loss.detach().float(), task_loss.detach().float(), grad_norm.float()]
+            if check_pad and model.cfg.pad_token is not None:
+                read.append(torch.eq(x, model.cfg.pad_token).any().float())
+            loss_value, tl, norm_value, *has_pad = torch.stack(read).tolist()
+            if has_pad and has_pad[0]:
+                bar.close()
+                raise InputError(
+                    f"cuda_graph: the graph was captured on a batch without PAD (no mask), and "
+                    f"step {step}'s batch has PAD; stopped before the update. Run without "
+                    "cuda_graph, or with a sampler whose first batch has PAD when later ones do"
+                )
             if not math.isfinite(loss_value):
                 bar.close()
                 raise TrainingDiverged(
@@ -486,6 +509,11 @@ def train(
     finally:
         if feed is not None:
             feed.close()
+        if graphed is not None:
+            # make_graphed_callables sets the module's forward to a closure over the module:
+            # a cycle that would keep the graphs and their memory pool alive after this run
+            vars(graphed).pop("forward", None)
+            graphed = None
     bar.close()
     if last_eval is None:  # resumed at the end: nothing left to do
         last_eval = evaluate(model, *held_out, cfg.eval_batch_size, device)

@@ -669,14 +669,18 @@ class Transformer(nn.Module):
                 p.normal_(0.0, std, generator=g)
 
     # -- forward ---------------------------------------------------------------------------
-    def forward_aux(self, tokens: Tensor, sync_free: bool = False) -> tuple[Tensor, list[MoEAux]]:
+    def forward_aux(
+        self, tokens: Tensor, sync_free: bool = False, no_pad: bool = False
+    ) -> tuple[Tensor, list[MoEAux]]:
         """tokens (B, N) int64 -> (logits, one MoEAux per MoE layer).
 
         logits: (B, C) at the last position for ``classify``; (B, N, V) for ``next_token``.
         ``sync_free``: read nothing back to the host, so the step can be captured as a CUDA
         graph. By default a batch without PAD is detected (one host read) and runs unmasked,
         which lets attention use its fused mask-free kernels; ``sync_free`` applies the PAD
-        mask whatever the batch holds, with the same result.
+        mask whatever the batch holds, with the same result. ``no_pad``: the caller knows the
+        batch holds no PAD, so nothing is masked and nothing is read (a CUDA graph captured
+        on such a batch; the trainer checks every later batch, ``models.train``).
         """
         cfg = self.cfg
         N = tokens.shape[1]
@@ -689,7 +693,7 @@ class Transformer(nn.Module):
             h = h + self.pos_table[:N].to(h.dtype)
         allowed, mask = None, None
         eye = torch.eye(N, dtype=torch.bool, device=tokens.device)
-        if cfg.pad_token is not None:
+        if cfg.pad_token is not None and not no_pad:
             mask = tokens != cfg.pad_token  # (B, N) real tokens
             if not sync_free and bool(mask.all()):
                 mask = None  # no PAD: nothing to mask, every token is routed

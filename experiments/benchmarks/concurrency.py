@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    from experiments.results import read_rows
     from experiments.runner import run_sweep
     from experiments.sweep import SweepConfig
     from theory.errors import InputError
@@ -73,8 +74,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sweep, workers=workers, results_dir=tmp, scratch_dir=tmp, progress=False
             )
             seconds = time.perf_counter() - start
-        if report.failed:
-            raise RuntimeError(f"{report.failed} of {args.runs} runs failed in the {name} pass")
+            # the rows go with the temporary folder: say why a run failed while they exist
+            failed = [r for r in read_rows(report.path) if r.get("status") != "ok"]
+        if failed:
+            first = failed[0]
+            raise RuntimeError(
+                f"{len(failed)} of {args.runs} runs failed in the {name} pass; the first: "
+                f"{first.get('error')}\n{first.get('traceback', '')}"
+            )
         passes[name] = {
             "workers": workers,
             "seconds": round(seconds, 2),

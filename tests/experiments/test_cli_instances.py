@@ -137,3 +137,11 @@ def test_concurrency_benchmark_runs_both_passes_and_reports_the_speedup(capsys):
     assert (seq["workers"], con["workers"]) == (1, 2)
     # seconds and speed-up are each rounded to 2 decimals
     assert report["speedup"] == pytest.approx(seq["seconds"] / con["seconds"], rel=0.05, abs=0.01)
+
+
+def test_concurrency_benchmark_says_why_its_runs_failed():
+    # the rows live in a temporary folder that is gone by the time the bench reports
+    args = ["bench", "concurrency", "--runs", "1", "--workers", "1", "--steps", "1"]
+    args += ["--vertices", "5", "--width", "8", "--batch", "8", "--device", "cpu"]
+    with pytest.raises(RuntimeError, match=r"1 of 1 runs failed.*cuda_graph needs a CUDA device"):
+        main([*args, "--cuda-graph"])

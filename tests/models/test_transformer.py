@@ -289,3 +289,41 @@ def test_sync_free_step_reads_nothing_back(experts, capacity):
     assert all(p.grad is not None for p in model.parameters())
     with pytest.raises((RuntimeError, NotImplementedError)):
         model.forward_aux(tokens)  # the default forward reads whether the batch has PAD
+    model.forward_aux(tokens, no_pad=True)  # told there is no PAD: no mask, no read
+
+
+@pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
+def test_no_pad_forward_is_the_default_forward_of_a_batch_without_pad(experts, capacity):
+    c = cfg(experts=experts, top_k=min(2, experts), capacity_factor=capacity, layers=2)
+    model = Transformer(c).double()
+    tokens = torch.randint(1, 20, (3, 8), generator=torch.Generator().manual_seed(1))
+    (a, aux_a), (b, aux_b) = model.forward_aux(tokens), model.forward_aux(tokens, no_pad=True)
+    assert torch.equal(a, b)  # the same path: no mask either way
+    for x, y in zip(aux_a, aux_b, strict=True):
+        assert torch.equal(x.counts, y.counts) and torch.equal(x.balance_loss, y.balance_loss)
+    tokens[:, :2] = 0  # with PAD the promise is broken, and the result is not the masked one
+    assert not torch.allclose(model.forward_aux(tokens, no_pad=True)[0], model(tokens))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
+@pytest.mark.parametrize("no_pad", [False, True])
+def test_sync_free_step_reads_nothing_back_on_a_gpu(experts, capacity, no_pad):
+    # CUDA's sync debug mode raises at any host read: what a capture would trip on, named
+    from models.train import graph_blocker
+
+    c = cfg(experts=experts, top_k=min(2, experts), capacity_factor=capacity, width=16)
+    if (reason := graph_blocker(c, torch.device("cuda"))) is not None:
+        pytest.skip(reason)
+    model = Transformer(c).cuda()
+    tokens = torch.randint(1, 20, (64, 8), device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        with torch.autocast("cuda", torch.bfloat16):
+            logits, auxes = model.forward_aux(tokens, sync_free=True, no_pad=no_pad)
+        loss = logits.float().sum() + sum((a.balance_loss + a.z_loss for a in auxes), 0.0)
+        loss.backward()
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    assert all(p.grad is not None for p in model.parameters())

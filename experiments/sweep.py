@@ -399,6 +399,25 @@ def _learnability(scale: str) -> SweepConfig:
             axes={"vertices": vertices},
         ),
     ]
+    if scale == "small":
+        # 1 layer at |V| = 8 given the instances a paper-scale run sees (12k x 512 = 6.1M,
+        # 6k x 1024 on a GPU) and the 98% target: the best accuracy per width, at a
+        # size where a CPU can afford it
+        grids.append(
+            Grid(
+                "one_layer_budget",
+                fixed={
+                    "vertices": vertices[0],
+                    "layers": 1,
+                    "steps": 12000,
+                    "batch": 512,
+                    "eval_interval": 500,
+                    "eval_size": 4096,
+                    "target_accuracy": 0.98,
+                },
+                axes={"width": [16, 32, 64, 128]},
+            )
+        )
     train = {k: v for k, v in _LENGTH2_TRAIN[scale].items() if k != "steps"}
     return SweepConfig(
         name="learnability",

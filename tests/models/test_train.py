@@ -18,6 +18,7 @@ from models.train import (
     TrainConfig,
     TrainingDiverged,
     _graphed_forward,
+    _optimizer,
     graph_blocker,
     load_checkpoint,
     save_checkpoint,
@@ -92,6 +93,31 @@ def test_checkpoint_round_trip_is_exact(tmp_path):
     assert torch.equal(model(x), loaded(x))
     assert not path.with_name(path.name + ".tmp").exists()
     assert path.read_bytes()[:8] != b"\x80\x04\x95"[:8]  # not a pickle
+
+
+def test_a_fused_adamw_resumes_exactly_from_a_checkpoint(tmp_path):
+    # the cuda_graph step uses the fused AdamW, whose step count lives with the parameters
+    tc = TrainConfig(steps=2, eval_interval=2, **FAST)
+    object.__setattr__(tc, "cuda_graph", True)  # past the CPU check, to build its optimizer
+    x = torch.as_tensor(held_out(16)[0])
+
+    def step(model, optimizer):
+        optimizer.zero_grad()
+        model(x).square().sum().backward()
+        optimizer.step()
+
+    model = tiny_model(experts=4, top_k=2, seed=1)
+    optimizer = _optimizer(model, tc)
+    assert optimizer.defaults["fused"] is True
+    step(model, optimizer)
+    save_checkpoint(tmp_path / "ck.safetensors", model, optimizer)
+    twin = tiny_model(experts=4, top_k=2, seed=2)
+    twin_opt = _optimizer(twin, tc)
+    load_checkpoint(tmp_path / "ck.safetensors", (twin_opt, twin))
+    step(model, optimizer)
+    step(twin, twin_opt)
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
 
 
 def test_corrupt_checkpoint_is_an_input_error(tmp_path):
@@ -412,3 +438,31 @@ def test_cuda_graph_refuses_prefetch():
     object.__setattr__(tc, "cuda_graph", True)  # past the CPU check: prefetch is refused first
     with pytest.raises(InputError, match="cannot be combined"):
         train(model, tc, contains_mark, held_out(), progress=False, prefetch=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_a_graphed_run_resumes_exactly(tmp_path):
+    # the fused AdamW's step count must come back onto the GPU; a fresh capture after the
+    # resume must replay what the first one did
+    cfg = graph_cfg(4, None)
+    tc = TrainConfig(steps=8, eval_interval=4, **{**FAST, "device": "cuda"}, cuda_graph=True)
+    straight = Transformer(cfg, torch.Generator().manual_seed(0))
+    train(straight, tc, contains_mark, held_out(64), tmp_path / "a", progress=False)
+    calls = {"n": 0}
+
+    def dies_after_five(rng, batch):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise _Interrupt
+        return contains_mark(rng, batch)
+
+    with pytest.raises(_Interrupt):
+        first = Transformer(cfg, torch.Generator().manual_seed(0))
+        train(first, tc, dies_after_five, held_out(64), tmp_path / "b", progress=False)
+    resumed = Transformer(cfg, torch.Generator().manual_seed(1))
+    summary = train(resumed, tc, contains_mark, held_out(64), tmp_path / "b", progress=False)
+    assert summary["resumed_from"] == 4
+    for (name, a), b in zip(
+        straight.state_dict().items(), resumed.state_dict().values(), strict=True
+    ):
+        torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)

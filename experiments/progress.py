@@ -111,13 +111,19 @@ def device_use(rows: Iterable[Mapping[str, Any]]) -> list[DeviceUse]:
     return sorted(out, key=lambda u: -u.busy_s)
 
 
-def render_devices(devices: Iterable[DeviceUse]) -> list[str]:
-    """One line per device: runs, busy minutes, runs/hour, mean runs in flight."""
+def render_devices(devices: Iterable[DeviceUse], missing: int = 0) -> list[str]:
+    """One line per device: runs, busy minutes, runs/hour, mean runs in flight; and, with
+    ``missing`` runs left, the busy minutes they would take at that device's measured rate
+    (an extrapolation from the mix of runs that ran)."""
     lines = []
     for u in devices:
         rph, conc = u.runs_per_hour, u.concurrency
         rate = "" if rph is None else f", {rph:.0f} runs/hour, {conc:.1f} runs in flight"
         lines.append(f"{u.device}: {u.runs} runs in {u.busy_s / 60:.1f} busy minutes{rate}")
+        if missing and rph:
+            lines.append(
+                f"  at that rate the {missing} missing runs: ~{missing / rph * 60:.0f} min"
+            )
     return lines
 
 
@@ -220,7 +226,7 @@ class SweepStatus:
             lines.append(f"  failed {rid[:8]} ({grid}): {error}")
         if len(failures) > shown_failures:
             lines.append(f"  ... and {len(failures) - shown_failures} more failed runs")
-        lines.extend(f"  {line}" for line in render_devices(self.devices))
+        lines.extend(f"  {line}" for line in render_devices(self.devices, self.missing))
         return "\n".join(lines)
 
 

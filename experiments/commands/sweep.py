@@ -108,7 +108,8 @@ def status(args: argparse.Namespace) -> int:
     print("\n".join(s.render() for s in found))
     if len(found) > 1:
         print(f"all {args.scale} sweeps together:")
-        print("\n".join(f"  {line}" for line in render_devices(every)))
+        missing = sum(s.missing for s in found)
+        print("\n".join(f"  {line}" for line in render_devices(every, missing)))
     return 0
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from experiments.cli import main
-from experiments.progress import device_use, sweep_status, union_length
+from experiments.progress import DeviceUse, device_use, render_devices, sweep_status, union_length
 from experiments.results import append_row
 from experiments.runner import results_path, run_sweep
 from experiments.sweep import Grid, SweepConfig, run_id
@@ -151,3 +151,12 @@ def test_cli_status_all_sweeps_and_its_errors(tmp_path, capsys):
     assert "give its NAME" in capsys.readouterr().err
     assert main(["sweep", "selftest", "--json"]) == 2
     assert "--json goes with --status" in capsys.readouterr().err
+
+
+def test_device_lines_extrapolate_the_missing_runs_at_the_measured_rate():
+    use = DeviceUse("gpu", runs=4, busy_s=3600.0, run_s=7200.0)
+    assert render_devices([use], missing=8) == [
+        "gpu: 4 runs in 60.0 busy minutes, 4 runs/hour, 2.0 runs in flight",
+        "  at that rate the 8 missing runs: ~120 min",
+    ]
+    assert len(render_devices([use])) == 1  # nothing missing, nothing extrapolated

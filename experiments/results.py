@@ -27,18 +27,27 @@ from theory.errors import InputError
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 
-def git_sha() -> str | None:
-    """The checkout's commit (with ``-dirty`` if it has uncommitted changes), or None."""
-    here = Path(__file__).resolve().parent
+# what the runner and the figures write, and prose: a change there does not change a result
+_NOT_CODE = ("experiments/results", "paper_figures/output", "*.md")
+
+
+def git_sha(repo: str | Path | None = None) -> str | None:
+    """The checkout's commit, with ``-dirty`` if tracked code differs from it, or None.
+
+    Results, figures and Markdown do not count: a sweep appends rows and rewrites its
+    ``.sweep.json`` while it runs, and would otherwise mark the code of every run that
+    starts after it dirty."""
+    here = Path(repo) if repo is not None else Path(__file__).resolve().parent
     # a copy of the tree without .git (e.g. sent to a GPU machine) says where it came from
-    if os.environ.get("PARROTS_GIT_SHA"):
+    if repo is None and os.environ.get("PARROTS_GIT_SHA"):
         return os.environ["PARROTS_GIT_SHA"]
+    excludes = [f":(top,exclude){path}" for path in _NOT_CODE]
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":/", *excludes],
             cwd=here,
             capture_output=True,
             text=True,

@@ -16,7 +16,7 @@ import pytest
 
 from experiments import runner
 from experiments.cli import main
-from experiments.results import latest_rows, read_rows
+from experiments.results import git_sha, latest_rows, read_rows
 from experiments.runner import _exclusive, results_path, run_progress, run_sweep
 from experiments.sweep import Grid, SweepConfig, run_id
 from theory.errors import InputError
@@ -338,3 +338,35 @@ def test_a_sweep_with_progress_shows_its_run_in_flight(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"{run_id(sweep.runs()[0])[:6]} starting" in err
     check_complete(sweep, results_path(sweep, tmp_path))
+
+
+def test_git_sha_calls_code_dirty_but_not_results_figures_or_prose(tmp_path):
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.email=t@t", "-c", "user.name=t", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
+
+    files = {
+        "models/code.py": "x = 1\n",
+        "experiments/results/s/small.jsonl": "{}\n",
+        "paper_figures/output/f.png": "png",
+        "README.md": "# r\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "c")
+    sha = git_sha(tmp_path)
+    assert sha is not None and len(sha) == 40
+    for name in ("experiments/results/s/small.jsonl", "paper_figures/output/f.png", "README.md"):
+        (tmp_path / name).write_text("changed\n")
+    (tmp_path / "new_untracked.py").write_text("y = 2\n")
+    assert git_sha(tmp_path) == sha  # a sweep's own rows do not make the code dirty
+    (tmp_path / "models/code.py").write_text("x = 2\n")
+    assert git_sha(tmp_path) == sha + "-dirty"
+    assert git_sha(tmp_path / "models") == sha + "-dirty"  # from a subfolder, the whole tree

@@ -229,11 +229,25 @@ def test_learnability_panels_label_what_varies_within_a_panel(tmp_path: Path) ->
     drawn = fig_learnability.panels(rows)
     assert list(drawn) == [(2, 16), (2, 32), (1, 16)]  # 2 layers first
     assert [line.label for line in drawn[(2, 16)]] == ["m=32", "m=64"]
-    assert [line.label for line in drawn[(2, 32)]] == [
-        "m=64, curriculum=–, steps=6000",
-        "m=64, curriculum=16, steps=12000",
-    ]
+    # a label names what sets a run apart from most of its panel (the first seen on a tie)
+    assert [line.label for line in drawn[(2, 32)]] == ["m=64", "m=64, curriculum=16, steps=12000"]
     assert [line.label for line in drawn[(1, 16)]] == ["m=128, cpu", "m=256, H100"]
+    more = [*rows[2:4], learnability_row(8, 2, 32, 128), learnability_row(9, 2, 32, 16, lr=0.01)]
+    assert [line.label for line in fig_learnability.panels(more)[(2, 32)]] == [
+        "m=16, lr=0.01",
+        "m=64",
+        "m=64, curriculum=16, steps=12000",
+        "m=128",
+    ]
+    without = [
+        learnability_row(10, 1, 8, 32, curriculum=4),
+        *[learnability_row(11 + i, 1, 8, 32) for i in range(2)],
+    ]
+    assert [line.label for line in fig_learnability.panels(without)[(1, 8)]] == [
+        "m=32, curriculum=4",
+        "m=32",
+        "m=32",
+    ]
     first = drawn[(2, 16)][1]
     assert first.stopped and first.instances[0] == 250 * 1024 / 1e6
     write(tmp_path / "learnability" / "paper.jsonl", rows)

@@ -466,3 +466,84 @@ def test_a_graphed_run_resumes_exactly(tmp_path):
         straight.state_dict().items(), resumed.state_dict().values(), strict=True
     ):
         torch.testing.assert_close(b, a, rtol=1e-3, atol=1e-4, msg=name)
+
+
+# -- the graph path's plumbing, on the CPU ---------------------------------------------------
+# With capture stubbed (make_graphed_callables returns the module it is given, its forward a
+# closure over it as in torch), the trainer's graph path runs on the CPU: which forward it
+# captures, the PAD check, the fused AdamW, letting go of the graph.
+
+
+@pytest.fixture
+def stub_capture(monkeypatch):
+    captured = []
+
+    def capture(module, sample_args):
+        captured.append(module)
+        # as the real one does: the module's forward becomes a closure over the module
+        module.forward = lambda *args: type(module).forward(module, *args)
+        return module
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", capture)
+    monkeypatch.setattr("models.train.graph_blocker", lambda cfg, device: None)
+    return captured
+
+
+def graph_config(**kw) -> TrainConfig:
+    tc = TrainConfig(**{**FAST, **kw})
+    object.__setattr__(tc, "cuda_graph", True)  # past the CPU check
+    return tc
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_graph_path_captures_the_unmasked_forward_and_trains_like_eager(stub_capture):
+    eager = tiny_model(4, 2)
+    train(
+        eager,
+        TrainConfig(steps=12, eval_interval=6, **FAST),
+        contains_mark,
+        held_out(64),
+        progress=False,
+    )
+    graphed = tiny_model(4, 2)
+    train(
+        graphed,
+        graph_config(steps=12, eval_interval=6),
+        contains_mark,
+        held_out(64),
+        progress=False,
+    )
+    [module] = stub_capture
+    assert module.no_pad  # contains_mark never holds PAD
+    for (name, a), b in zip(eager.state_dict().items(), graphed.state_dict().values(), strict=True):
+        # fused and foreach AdamW round differently. The key bias shifts every score of a
+        # query equally, so softmax gives it zero gradient up to rounding, and Adam scales
+        # that noise up to lr-sized steps: its two runs agree only to ~1e-3.
+        tol = 1e-3 if name.endswith("k_proj.bias") else 1e-6
+        torch.testing.assert_close(b, a, rtol=0, atol=tol, msg=name)
+    assert "forward" not in vars(module)  # the run let go of its graph
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_graph_path_stops_a_no_pad_graph_at_a_batch_with_pad(stub_capture, tmp_path):
+    model = tiny_model(1, 1)
+    with pytest.raises(InputError, match="step 3's batch has PAD; stopped before the update"):
+        train(
+            model,
+            graph_config(steps=10, eval_interval=2),
+            _PadFrom(3),
+            held_out(),
+            tmp_path,
+            progress=False,
+        )
+    assert load_checkpoint(tmp_path / CHECKPOINT)[1]["step"] == 2
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_graph_path_captures_the_masked_forward_when_the_first_batch_has_pad(stub_capture):
+    model = tiny_model(4, 2)
+    summary = train(
+        model, graph_config(steps=6, eval_interval=6), _PadFrom(0), held_out(), progress=False
+    )
+    [module] = stub_capture
+    assert not module.no_pad and summary["steps"] == 6

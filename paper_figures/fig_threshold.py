@@ -4,10 +4,10 @@ reached the target on length-2 path, beside the theory's one-layer lower bound
 and the one-layer dense construction's width (``dense_construction_width`` = 2|V| + 4).
 
 Reads ``experiments/results/threshold/<scale>.jsonl`` for every scale that has rows, written by
-``parrots sweep threshold``, and draws each scale in its own colour, labelled with its training
-budget: a threshold is a property of a model *and* a budget, so the scales are not pooled.
-The trained models have the layers the sweep gives (2: one layer does not learn in these
-budgets), the theory is of one layer, and a width "not reached" may be a training budget too
+``parrots sweep threshold`` (2-layer models), and the learnability sweep's ``one_layer_budget``
+rows (1-layer models, the theory's depth, every width at one budget; squares). Each scale is
+drawn in its own colour and labelled with its training budget: a threshold is a property of a
+model *and* a budget, so scales are not pooled, and a width "not reached" may be a budget too
 short, not a capacity limit.
 """
 
@@ -62,24 +62,74 @@ def series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
     return out
 
 
+ONE_LAYER_GRID = "one_layer_budget"  # the learnability sweep's 1-layer widths at one budget
+
+
+def one_layer_series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    """The depth the theory is about: per scale of the learnability sweep with rows of its
+    ``one_layer_budget`` grid (1-layer dense models, every width at one budget), the
+    smallest width per |V| whose best held-out accuracy reached the run's target, or the
+    widest width tried where none did."""
+    out = []
+    for scale in SCALE_ORDER:
+        rows, path = sweep_rows("learnability", results_dir, scale=scale)
+        rows = [r for r in rows if r["config"].get("grid") == ONE_LAYER_GRID]
+        if not rows:
+            continue
+        by_vertices: dict[int, list[dict[str, Any]]] = {}
+        for r in rows:
+            by_vertices.setdefault(int(r["config"]["vertices"]), []).append(r)
+        found, missed = [], []
+        for v, group in sorted(by_vertices.items()):
+            group.sort(key=lambda r: int(r["config"]["width"]))
+            hits = [
+                int(r["config"]["width"])
+                for r in group
+                if r["metrics"]["best_accuracy"] >= float(r["config"]["target_accuracy"])
+            ]
+            if hits:
+                found.append((v, hits[0]))
+            else:
+                missed.append((v, int(group[-1]["config"]["width"])))
+        config = rows[0]["config"]
+        label = (
+            f"{scale}: 1 layer, ≤ {config['steps']:,} steps × {config['batch']:,} "
+            f"(learnability {ONE_LAYER_GRID}); smallest width "
+            f"≥ {float(config['target_accuracy']):.0%}"
+        )
+        out.append(
+            {
+                "scale": f"{scale}, 1 layer",
+                "label": label,
+                "found": found,
+                "missed": missed,
+                "path": path,
+                "heads": int(config["heads"]),
+            }
+        )
+    return out
+
+
 def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
-    drawn = series(results_dir)
+    drawn = series(results_dir) + one_layer_series(results_dir)
     if not drawn:
         print("fig_threshold: no rows in experiments/results/threshold/; skipped")
         return []
     heads = drawn[0]["heads"]
-    fig = Figure(figsize=(6.5, 4.5))
+    fig = Figure(figsize=(6.5, 6.0))
     ax = fig.subplots()
     jitter = np.random.default_rng(0)
     all_v = []
     for i, one in enumerate(drawn):
         colour = f"C{i}"
+        marker = "s" if "1 layer" in one["scale"] else "o"
         all_v += [v for v, _ in one["found"] + one["missed"]]
         if one["found"]:
             ax.scatter(
                 [v * (1 + 0.02 * jitter.standard_normal()) for v, _ in one["found"]],
                 [w for _, w in one["found"]],
                 color=colour,
+                marker=marker,
                 zorder=3,
                 label=one["label"],
             )
@@ -113,8 +163,8 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     ax.set_xlabel("|V|")
     ax.set_ylabel("width m")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5)
-    files = ", ".join(f"{d['path'].parent.name}/{d['path'].name}" for d in drawn)
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    files = ", ".join(dict.fromkeys(f"{d['path'].parent.name}/{d['path'].name}" for d in drawn))
     ax.set_title(f"Width threshold vs |V| ({files})", fontsize=9)
     fig.tight_layout()
     return save(fig, out_dir, "fig_threshold")

@@ -280,3 +280,32 @@ def test_threshold_figure_draws_each_scale_with_its_budget(tmp_path: Path) -> No
     assert drawn[0]["missed"] == [(12, 64)]
     assert drawn[1]["found"] == [(5, 16), (6, 16)] and "1 seed;" in drawn[1]["label"]
     assert len(fig_threshold.make(tmp_path / "out", results_dir=tmp_path)) == 2
+
+
+def test_threshold_figure_adds_the_one_layer_widths_of_the_learnability_sweep(tmp_path):
+    def one(i: int, vertices: int, width: int, best: float, grid: str = "one_layer_budget"):
+        config = {
+            "layers": 1,
+            "vertices": vertices,
+            "width": width,
+            "grid": grid,
+            "heads": 2,
+            "steps": 12000,
+            "batch": 512,
+            "target_accuracy": 0.98,
+        }
+        return row("l", i, config, {"best_accuracy": best})
+
+    rows = [
+        one(1, 8, 8, 0.70),
+        one(2, 8, 32, 0.99),
+        one(3, 8, 16, 0.981),  # rows in any order: the smallest width that reached it wins
+        one(4, 12, 8, 0.6),
+        one(5, 12, 16, 0.9),
+        one(6, 8, 8, 0.99, grid="one_layer"),  # another grid: not this series
+    ]
+    write(tmp_path / "learnability" / "small.jsonl", rows)
+    [drawn] = fig_threshold.one_layer_series(tmp_path)
+    assert drawn["found"] == [(8, 16)] and drawn["missed"] == [(12, 16)]
+    assert drawn["label"].startswith("small: 1 layer, ≤ 12,000 steps × 512")
+    assert len(fig_threshold.make(tmp_path / "out", results_dir=tmp_path)) == 2

@@ -133,6 +133,19 @@ class _Interrupt(Exception):
     pass
 
 
+class _DiesAfter:
+    """``contains_mark`` that raises ``_Interrupt`` at its ``n + 1``-th draw: a kill."""
+
+    def __init__(self, n: int) -> None:
+        self.n, self.calls = n, 0
+
+    def __call__(self, rng: np.random.Generator, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        self.calls += 1
+        if self.calls > self.n:
+            raise _Interrupt
+        return contains_mark(rng, batch)
+
+
 @pytest.mark.parametrize("prefetch", [False, True])
 def test_resume_continues_exactly(tmp_path, prefetch):
     """Killed after step 5 and resumed from the step-4 checkpoint, the weights equal a straight
@@ -142,19 +155,11 @@ def test_resume_continues_exactly(tmp_path, prefetch):
     straight = tiny_model(4, 2)
     train(straight, cfg, contains_mark, held_out(64), out_dir=tmp_path / "a", progress=False)
 
-    calls = {"n": 0}
-
-    def dies_after_five(rng, batch):
-        calls["n"] += 1
-        if calls["n"] > 5:
-            raise _Interrupt
-        return contains_mark(rng, batch)
-
     with pytest.raises(_Interrupt):
         train(
             tiny_model(4, 2),
             cfg,
-            dies_after_five,
+            _DiesAfter(5),
             held_out(64),
             out_dir=tmp_path / "b",
             progress=False,
@@ -448,17 +453,9 @@ def test_a_graphed_run_resumes_exactly(tmp_path):
     tc = TrainConfig(steps=8, eval_interval=4, **{**FAST, "device": "cuda"}, cuda_graph=True)
     straight = Transformer(cfg, torch.Generator().manual_seed(0))
     train(straight, tc, contains_mark, held_out(64), tmp_path / "a", progress=False)
-    calls = {"n": 0}
-
-    def dies_after_five(rng, batch):
-        calls["n"] += 1
-        if calls["n"] > 5:
-            raise _Interrupt
-        return contains_mark(rng, batch)
-
     with pytest.raises(_Interrupt):
         first = Transformer(cfg, torch.Generator().manual_seed(0))
-        train(first, tc, dies_after_five, held_out(64), tmp_path / "b", progress=False)
+        train(first, tc, _DiesAfter(5), held_out(64), tmp_path / "b", progress=False)
     resumed = Transformer(cfg, torch.Generator().manual_seed(1))
     summary = train(resumed, tc, contains_mark, held_out(64), tmp_path / "b", progress=False)
     assert summary["resumed_from"] == 4

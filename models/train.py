@@ -411,7 +411,7 @@ def train(
     set_step = getattr(sample, "set_step", None)  # curricula: told the step before each draw
     use_amp = device.type == "cuda"
     graphed: Callable[[Tensor], tuple[Tensor, list[MoEAux]]] | None = None
-    check_pad = False  # the graph assumes no PAD: each batch is checked before its update
+    pad_check: int | None = None  # a graph assumed no PAD: each batch is checked for this id
     started = time.perf_counter()
     tokens_seen, last_eval, stopped_early, step = 0, None, False, start_step
     bar = tqdm(
@@ -440,7 +440,7 @@ def train(
             y = torch.as_tensor(y_np, device=device)
             if cfg.cuda_graph and graphed is None:
                 graphed, no_pad = _graphed_forward(model, x)  # on the first batch's shape
-                check_pad = no_pad and model.cfg.pad_token is not None
+                pad_check = model.cfg.pad_token if no_pad else None
             forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
                 logits, auxes = forward(x)
@@ -454,8 +454,8 @@ def train(
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             # one device->host read per step (each read stalls the GPU queue): the guard's inputs
             read = [loss.detach().float(), task_loss.detach().float(), grad_norm.float()]
-            if check_pad and model.cfg.pad_token is not None:
-                read.append(torch.eq(x, model.cfg.pad_token).any().float())
+            if pad_check is not None:
+                read.append(torch.eq(x, pad_check).any().float())
             loss_value, tl, norm_value, *has_pad = torch.stack(read).tolist()
             if has_pad and has_pad[0]:
                 bar.close()

@@ -135,7 +135,7 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
             )
         if one["missed"]:
             ax.scatter(
-                [v for v, _ in one["missed"]],
+                [v * (1 + 0.02 * jitter.standard_normal()) for v, _ in one["missed"]],
                 [w for _, w in one["missed"]],
                 marker="^",
                 facecolors="none",

@@ -13,6 +13,7 @@ short, not a capacity limit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,28 @@ from paper_figures.sweep_rows import RESULTS_DIR, SCALE_ORDER, save, sweep_rows
 from theory.bounds import dense_construction_width, lower_bound_width
 
 
-def series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class Series:
+    """One scale's points: (|V|, smallest width that reached the target), and (|V|, widest
+    width tried) where none did."""
+
+    scale: str
+    layers: int
+    label: str
+    found: list[tuple[int, int]]
+    missed: list[tuple[int, int]]
+    path: Path
+    heads: int
+
+
+def series(results_dir: Path = RESULTS_DIR) -> list[Series]:
     """Per scale with rows (largest first): its label, the (|V|, threshold) points of runs
     that reached the target, the (|V|, widest width tried) of runs that did not, and the
     file read."""
     out = []
     for scale in SCALE_ORDER:
         rows, path = sweep_rows("threshold", results_dir, scale=scale)
-        if not rows:
+        if not rows or path is None:
             continue
         config = rows[0]["config"]
         found = [
@@ -50,14 +65,7 @@ def series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
             f"≥ {float(config['target']):.0%}"
         )
         out.append(
-            {
-                "scale": scale,
-                "label": label,
-                "found": found,
-                "missed": missed,
-                "path": path,
-                "heads": int(config["heads"]),
-            }
+            Series(scale, int(config["layers"]), label, found, missed, path, int(config["heads"]))
         )
     return out
 
@@ -65,7 +73,7 @@ def series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
 ONE_LAYER_GRID = "one_layer_budget"  # the learnability sweep's 1-layer widths at one budget
 
 
-def one_layer_series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+def one_layer_series(results_dir: Path = RESULTS_DIR) -> list[Series]:
     """The depth the theory is about: per scale of the learnability sweep with rows of its
     ``one_layer_budget`` grid (1-layer dense models, every width at one budget), the
     smallest width per |V| whose best held-out accuracy reached the run's target, or the
@@ -74,7 +82,7 @@ def one_layer_series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
     for scale in SCALE_ORDER:
         rows, path = sweep_rows("learnability", results_dir, scale=scale)
         rows = [r for r in rows if r["config"].get("grid") == ONE_LAYER_GRID]
-        if not rows:
+        if not rows or path is None:
             continue
         by_vertices: dict[int, list[dict[str, Any]]] = {}
         for r in rows:
@@ -97,16 +105,7 @@ def one_layer_series(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
             f"(learnability {ONE_LAYER_GRID}); smallest width "
             f"≥ {float(config['target_accuracy']):.0%}"
         )
-        out.append(
-            {
-                "scale": f"{scale}, 1 layer",
-                "label": label,
-                "found": found,
-                "missed": missed,
-                "path": path,
-                "heads": int(config["heads"]),
-            }
-        )
+        out.append(Series(scale, 1, label, found, missed, path, int(config["heads"])))
     return out
 
 
@@ -115,33 +114,34 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     if not drawn:
         print("fig_threshold: no rows in experiments/results/threshold/; skipped")
         return []
-    heads = drawn[0]["heads"]
+    heads = drawn[0].heads
     fig = Figure(figsize=(6.5, 6.0))
     ax = fig.subplots()
     jitter = np.random.default_rng(0)
     all_v = []
     for i, one in enumerate(drawn):
         colour = f"C{i}"
-        marker = "s" if "1 layer" in one["scale"] else "o"
-        all_v += [v for v, _ in one["found"] + one["missed"]]
-        if one["found"]:
+        marker = "s" if one.layers == 1 else "o"
+        all_v += [v for v, _ in one.found + one.missed]
+        if one.found:
             ax.scatter(
-                [v * (1 + 0.02 * jitter.standard_normal()) for v, _ in one["found"]],
-                [w for _, w in one["found"]],
+                [v * (1 + 0.02 * jitter.standard_normal()) for v, _ in one.found],
+                [w for _, w in one.found],
                 color=colour,
                 marker=marker,
                 zorder=3,
-                label=one["label"],
+                label=one.label,
             )
-        if one["missed"]:
+        if one.missed:
             ax.scatter(
-                [v * (1 + 0.02 * jitter.standard_normal()) for v, _ in one["missed"]],
-                [w for _, w in one["missed"]],
+                [v * (1 + 0.02 * jitter.standard_normal()) for v, _ in one.missed],
+                [w for _, w in one.missed],
                 marker="^",
                 facecolors="none",
                 edgecolors=colour,
                 zorder=3,
-                label=f"{one['scale']}: not reached up to this width",
+                label=f"{one.scale}, {one.layers} layer{'s' if one.layers > 1 else ''}: "
+                "not reached up to this width",
             )
     grid = np.arange(max(3, min(all_v) - 1), max(64, max(all_v)) + 1)
     ax.plot(
@@ -164,7 +164,7 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     ax.set_ylabel("width m")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13))
-    files = ", ".join(dict.fromkeys(f"{d['path'].parent.name}/{d['path'].name}" for d in drawn))
+    files = ", ".join(dict.fromkeys(f"{d.path.parent.name}/{d.path.name}" for d in drawn))
     ax.set_title(f"Width threshold vs |V| ({files})", fontsize=9)
     fig.tight_layout()
     return save(fig, out_dir, "fig_threshold")

@@ -274,11 +274,11 @@ def test_threshold_figure_draws_each_scale_with_its_budget(tmp_path: Path) -> No
     write(tmp_path / "threshold" / "small.jsonl", small)
     write(tmp_path / "threshold" / "paper.jsonl", paper)
     drawn = fig_threshold.series(tmp_path)
-    assert [d["scale"] for d in drawn] == ["paper", "small"]
-    assert drawn[0]["label"].startswith("paper: 2 layers, ≤ 3,000 steps × 1,024, 2 seeds")
-    assert sorted(drawn[0]["found"]) == [(8, 32), (8, 32), (12, 32)]
-    assert drawn[0]["missed"] == [(12, 64)]
-    assert drawn[1]["found"] == [(5, 16), (6, 16)] and "1 seed;" in drawn[1]["label"]
+    assert [(d.scale, d.layers) for d in drawn] == [("paper", 2), ("small", 2)]
+    assert drawn[0].label.startswith("paper: 2 layers, ≤ 3,000 steps × 1,024, 2 seeds")
+    assert sorted(drawn[0].found) == [(8, 32), (8, 32), (12, 32)]
+    assert drawn[0].missed == [(12, 64)]
+    assert drawn[1].found == [(5, 16), (6, 16)] and "1 seed;" in drawn[1].label
     assert len(fig_threshold.make(tmp_path / "out", results_dir=tmp_path)) == 2
 
 
@@ -306,6 +306,6 @@ def test_threshold_figure_adds_the_one_layer_widths_of_the_learnability_sweep(tm
     ]
     write(tmp_path / "learnability" / "small.jsonl", rows)
     [drawn] = fig_threshold.one_layer_series(tmp_path)
-    assert drawn["found"] == [(8, 16)] and drawn["missed"] == [(12, 16)]
-    assert drawn["label"].startswith("small: 1 layer, ≤ 12,000 steps × 512")
+    assert drawn.found == [(8, 16)] and drawn.missed == [(12, 16)]
+    assert drawn.label.startswith("small: 1 layer, ≤ 12,000 steps × 512")
     assert len(fig_threshold.make(tmp_path / "out", results_dir=tmp_path)) == 2

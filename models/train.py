@@ -271,6 +271,25 @@ def _graphed_forward(
     return graphed, no_pad  # type: ignore[return-value]
 
 
+def _accumulate_grad_stream_warning(enabled: bool) -> bool | None:
+    """Turn PyTorch's AccumulateGrad stream-mismatch warning on or off; return its previous
+    state (None where this torch has no such warning, before 2.10).
+
+    Why a graphed run turns it off: ``make_graphed_callables`` warms up and captures on a side
+    stream, so each parameter's AccumulateGrad node is made there, and the captured graph's
+    static outputs keep those nodes alive. The replayed backward then runs on the default
+    stream, and the engine joins the two streams with an event per parameter (correct
+    gradients, a few microseconds a step) and warns on every step. Seen on an H100 with torch
+    2.11, where the warning (an error under this project's pytest settings) stopped the first
+    graphed backward."""
+    getter = getattr(torch._C, "_warn_on_accumulate_grad_stream_mismatch", None)
+    if getter is None:
+        return None
+    before = bool(getter())
+    torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(enabled)
+    return before
+
+
 def _loss_and_correct(logits: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Cross-entropy (mean over counted labels), number correct, number counted."""
     logits = logits.float().reshape(-1, logits.shape[-1])
@@ -412,6 +431,7 @@ def train(
     use_amp = device.type == "cuda"
     graphed: Callable[[Tensor], tuple[Tensor, list[MoEAux]]] | None = None
     pad_check: int | None = None  # a graph assumed no PAD: each batch is checked for this id
+    stream_warning: bool | None = None  # restored after a graphed run
     started = time.perf_counter()
     tokens_seen, last_eval, stopped_early, step = 0, None, False, start_step
     bar = tqdm(
@@ -440,6 +460,7 @@ def train(
             y = torch.as_tensor(y_np, device=device)
             if cfg.cuda_graph and graphed is None:
                 graphed, no_pad = _graphed_forward(model, x)  # on the first batch's shape
+                stream_warning = _accumulate_grad_stream_warning(False)
                 pad_check = model.cfg.pad_token if no_pad else None
             forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
@@ -448,6 +469,9 @@ def train(
             balance = sum((a.balance_loss for a in auxes), torch.zeros((), device=device))
             z = sum((a.z_loss for a in auxes), torch.zeros((), device=device))
             loss = task_loss + cfg.balance_weight * balance + cfg.z_weight * z
+            # set_to_none matters under graphs: the replayed backward returns its static grad
+            # buffers, AccumulateGrad adopts them as .grad when .grad is None, and accumulating
+            # into a kept .grad would then add a buffer to itself (pytorch#181723)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
@@ -520,6 +544,8 @@ def train(
             # a cycle that would keep the graphs and their memory pool alive after this run
             vars(graphed).pop("forward", None)
             graphed = None
+        if stream_warning is not None:
+            _accumulate_grad_stream_warning(stream_warning)
     bar.close()
     if last_eval is None:  # resumed at the end: nothing left to do
         last_eval = evaluate(model, *held_out, cfg.eval_batch_size, device)

@@ -390,6 +390,9 @@ def test_graph_blocker_names_the_models_a_graph_cannot_capture():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
 @pytest.mark.parametrize(("experts", "capacity"), [(1, None), (4, None), (4, 1.0)])
 @pytest.mark.parametrize("pad", [0, 2])
+# the capture's AccumulateGrad nodes live on its side stream (see the trainer's
+# _accumulate_grad_stream_warning): every backward after it warns, the eager one too
+@pytest.mark.filterwarnings("ignore:The AccumulateGrad node's stream:UserWarning")
 def test_graphed_forward_replays_what_the_eager_forward_computes(experts, capacity, pad):
     model = Transformer(graph_cfg(experts, capacity), torch.Generator().manual_seed(0)).cuda()
     rng = np.random.default_rng(0)
@@ -524,16 +527,27 @@ def test_graph_path_captures_the_unmasked_forward_and_trains_like_eager(stub_cap
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_graph_path_stops_a_no_pad_graph_at_a_batch_with_pad(stub_capture, tmp_path):
     model = tiny_model(1, 1)
+    warns = torch._C._warn_on_accumulate_grad_stream_mismatch
+    assert warns()
+    seen = []  # the stream-mismatch warning's state at each draw
+
+    def sample(rng, batch):
+        seen.append(warns())
+        return pad_from(rng, batch)
+
+    pad_from = _PadFrom(3)
     with pytest.raises(InputError, match="step 3's batch has PAD; stopped before the update"):
         train(
             model,
             graph_config(steps=10, eval_interval=2),
-            _PadFrom(3),
+            sample,
             held_out(),
             tmp_path,
             progress=False,
         )
     assert load_checkpoint(tmp_path / CHECKPOINT)[1]["step"] == 2
+    # off from the capture (after the first draw) while the graph lives, restored on the way out
+    assert seen == [True, False, False, False] and warns()
 
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")

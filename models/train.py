@@ -280,8 +280,8 @@ def _accumulate_grad_stream_warning(enabled: bool) -> bool | None:
     static outputs keep those nodes alive. The replayed backward then runs on the default
     stream, and the engine joins the two streams with an event per parameter (correct
     gradients, a few microseconds a step) and warns on every step. Seen on an H100 with torch
-    2.11, where the warning (an error under this project's pytest settings) stopped the first
-    graphed backward."""
+    2.11, in the capture's own warm-up backward and in the first replayed one (an error under
+    this project's pytest settings)."""
     getter = getattr(torch._C, "_warn_on_accumulate_grad_stream_mismatch", None)
     if getter is None:
         return None
@@ -459,8 +459,8 @@ def train(
             x = torch.as_tensor(x_np, device=device)
             y = torch.as_tensor(y_np, device=device)
             if cfg.cuda_graph and graphed is None:
+                stream_warning = _accumulate_grad_stream_warning(False)  # capture warns too
                 graphed, no_pad = _graphed_forward(model, x)  # on the first batch's shape
-                stream_warning = _accumulate_grad_stream_warning(False)
                 pad_check = model.cfg.pad_token if no_pad else None
             forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):

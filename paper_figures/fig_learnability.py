@@ -137,7 +137,7 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
         ax.set_xlabel("training instances seen (millions)")
         ax.set_ylabel("held-out accuracy")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="lower right")
+        ax.legend(fontsize=6, loc="upper left")
     for ax in axes[n:]:
         ax.set_visible(False)
     fig.suptitle(f"Learnability of length-2 path ({'; '.join(sources)})", fontsize=11)

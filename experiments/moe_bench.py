@@ -11,6 +11,8 @@ For each (width, K, k) it times, in one run on the same input, one training step
 * ``dense``: a dense MLP with hidden size k·d_ff, i.e. the same active compute as each
   token passing through k expert-sized MLPs (the router excepted).
 
+Each row also counts the operations that do work in one grouped and one naive step
+(``count_kernels``: on a GPU, kernel launches, which set the time of a launch-bound step).
 Ratios are tokens/s of ``grouped`` over the others. Defaults: 65,536 tokens, d_ff = 4·width,
 bf16 on CUDA and fp32 on CPU (``--dtype`` to override), the five shapes of issue 7.
 
@@ -54,6 +56,29 @@ def naive_moe(x: Tensor, router: Tensor, w1: Tensor, w2: Tensor, k: int) -> Tens
     y = torch._grouped_mm(h, w2.transpose(-2, -1), offs=offs)
     y = y * weights.reshape(-1)[order, None].to(y.dtype)
     return torch.zeros_like(x).index_add_(0, tok, y)
+
+
+def count_kernels(step: Callable[[], None]) -> int:
+    """Operations one call of ``step`` dispatches that do work, views and aliases left out:
+    on a GPU each is at least one kernel launch, so in a launch-bound step this count, not
+    the arithmetic, sets the time. Counted by dispatch, so any device gives the same number."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view and func.overloadpacket.__name__ not in _NO_WORK:
+                self.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with _Count() as counter:
+        step()
+    return counter.n
+
+
+# aliasing or allocation only: no kernel runs for them
+_NO_WORK = frozenset({"detach", "empty", "empty_like", "t", "lift_fresh", "alias"})
 
 
 def _time(step: Callable[[], None], repeats: int, warmup: int, device: torch.device) -> float:
@@ -201,6 +226,11 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             layer.dispatch = "grouped"
             fast = layer(x)[0].float()
         errors["grouped_vs_loop_rel_err"] = float((fast - ref).norm() / ref.norm())
+        kernels = {"grouped_kernels": count_kernels(moe_step("grouped"))}
+        try:
+            kernels["naive_kernels"] = count_kernels(naive_step)
+        except (RuntimeError, AttributeError):
+            pass
         if getattr(args, "profile", False):
             _profile({"grouped": moe_step("grouped"), "naive": naive_step}, (width, K, k))
         times = {
@@ -243,6 +273,7 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         if graphs and blocked is not None:
             row["graph_skipped"] = blocked
         row.update({name: float(f"{v:.3g}") for name, v in errors.items()})
+        row.update(kernels)
         for name, seconds in times.items():
             row[f"{name}_tokens_per_s"] = round(args.tokens / seconds)
         for other in ("dense", "loop", "naive"):

@@ -385,6 +385,8 @@ class _Dispatch(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:
         (inverse,) = ctx.saved_tensors
         rows = grad[inverse]
+        if ctx.k == 1:  # one slot per token: the gather is the gradient (no copy by a sum)
+            return rows, None, None, None
         return rows.view(-1, ctx.k, rows.shape[-1]).sum(1), None, None, None
 
 
@@ -405,7 +407,7 @@ class _Undispatch(torch.autograd.Function):
 class Routing(NamedTuple):
     experts: Tensor  # (N, k) chosen expert ids
     weights: Tensor  # (N, k) their weights (softmax probs, renormalised if asked)
-    keep: Tensor  # (N·k,) bool: False for a slot not processed (a PAD token's, or dropped)
+    keep: Tensor | None  # (N·k,) bool: False for a slot not processed; None: every slot is
     order: Tensor  # (N·k,) slot ids sorted by expert (token order within one), unkept last
     ends: Tensor  # (K,) end of each expert's segment in ``order`` (kept slots only)
     partial: bool  # whether some slot may be unkept (a PAD mask or a capacity was applied)
@@ -505,10 +507,9 @@ class MoEMLP(nn.Module):
             z = lse2.sum() / tokens
         else:
             balance = z = logits.new_zeros(())
-        dropped = counts.sum() - kept.sum()
+        # without a capacity nothing is dropped: a fill, not two sums and a difference
+        dropped = counts.new_zeros(()) if kept is counts else counts.sum() - kept.sum()
         partial = keep is not None
-        if keep is None:
-            keep = torch.ones_like(flat, dtype=torch.bool)
         routing = Routing(experts, weights, keep, order, ends, partial)
         return routing, MoEAux(balance, z, kept, dropped)
 
@@ -531,7 +532,8 @@ class MoEMLP(nn.Module):
         out = torch.zeros_like(x)
         params = self._unbound()
         for e in range(self.experts):
-            slots = torch.nonzero((flat == e) & r.keep).squeeze(1)
+            mine = flat == e
+            slots = torch.nonzero(mine if r.keep is None else mine & r.keep).squeeze(1)
             if slots.numel() == 0:
                 continue  # an empty expert runs nothing
             tok = slots // self.top_k
@@ -584,8 +586,10 @@ class MoEMLP(nn.Module):
         e_sorted = flat[order] if self.b1 is not None or self.b2 is not None else flat
         xs = _Dispatch.apply(x.to(dtype), order, inverse, k)
         y = self._experts_sorted(xs, e_sorted, r.ends, r.partial)
-        slots = _Undispatch.apply(y, order, inverse).view(-1, k, x.shape[-1])
-        out = (slots * r.weights.to(y.dtype).unsqueeze(-1)).sum(1)
+        slots = _Undispatch.apply(y, order, inverse)
+        if k == 1:  # weights (N, 1) broadcast over the rows: no sum over one slot
+            return (slots * r.weights.to(y.dtype)).to(x.dtype)
+        out = (slots.view(-1, k, x.shape[-1]) * r.weights.to(y.dtype).unsqueeze(-1)).sum(1)
         return out.to(x.dtype)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, MoEAux]:

@@ -38,6 +38,19 @@ def test_bench_moe_runs_small_on_cpu(capsys):
     for row in report["rows"]:
         for key in ("grouped_over_dense", "grouped_over_loop", "grouped_over_naive"):
             assert row[key] > 0
+        assert row["grouped_kernels"] > row["naive_kernels"] > 10
+
+
+def test_count_kernels_counts_work_not_views():
+    from experiments.moe_bench import count_kernels
+
+    x = torch.randn(4, 6, requires_grad=True)
+
+    def step() -> None:
+        y = (x.view(24).t() * 2).view(4, 6).transpose(0, 1)  # views: not counted
+        y.sum().backward()  # mul, sum; backward: the seed (ones_like), expand (a view), mul
+
+    assert count_kernels(step) == 4
 
 
 def test_bench_moe_bad_shapes_exit_2(capsys):

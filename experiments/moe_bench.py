@@ -61,7 +61,8 @@ def naive_moe(x: Tensor, router: Tensor, w1: Tensor, w2: Tensor, k: int) -> Tens
 def count_kernels(step: Callable[[], None]) -> int:
     """Operations one call of ``step`` dispatches that do work, views and aliases left out:
     on a GPU each is at least one kernel launch, so in a launch-bound step this count, not
-    the arithmetic, sets the time. Counted by dispatch, so any device gives the same number."""
+    the arithmetic, sets the time. Counted at dispatch: the same dtype and dispatch path give
+    the same number on any device (bf16 adds casts; the segment loop is another path)."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class _Count(TorchDispatchMode):
@@ -78,7 +79,7 @@ def count_kernels(step: Callable[[], None]) -> int:
 
 
 # aliasing or allocation only: no kernel runs for them
-_NO_WORK = frozenset({"detach", "empty", "empty_like", "t", "lift_fresh", "alias"})
+_NO_WORK = frozenset({"detach", "empty", "empty_like", "t", "lift_fresh", "alias", "_unsafe_view"})
 
 
 def _time(step: Callable[[], None], repeats: int, warmup: int, device: torch.device) -> float:

@@ -282,11 +282,12 @@ def _accumulate_grad_stream_warning(enabled: bool) -> bool | None:
     gradients, a few microseconds a step) and warns on every step. Seen on an H100 with torch
     2.11, in the capture's own warm-up backward and in the first replayed one (an error under
     this project's pytest settings)."""
-    getter = getattr(torch._C, "_warn_on_accumulate_grad_stream_mismatch", None)
-    if getter is None:
+    setter = getattr(torch.autograd.graph, "set_warn_on_accumulate_grad_stream_mismatch", None)
+    if setter is None:
         return None
-    before = bool(getter())
-    torch.autograd.graph.set_warn_on_accumulate_grad_stream_mismatch(enabled)
+    getter = getattr(torch._C, "_warn_on_accumulate_grad_stream_mismatch", None)
+    before = True if getter is None else bool(getter())  # on by default where it exists
+    setter(enabled)
     return before
 
 

@@ -379,7 +379,7 @@ class _Dispatch(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, order: Tensor, inverse: Tensor, k: int) -> Tensor:
         ctx.save_for_backward(inverse)
         ctx.k = k
-        return x[order // k]
+        return x[order if k == 1 else order // k]
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None]:

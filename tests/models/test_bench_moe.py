@@ -35,10 +35,14 @@ def test_bench_moe_runs_small_on_cpu(capsys):
         (16, 4, 2),
         (8, 4, 1),
     ]
+    # operations that launch work in one fp32 step, as measured with torch 2.13: a change to
+    # the grouped path that adds launches fails here (README, "MoE layer benchmark")
+    most = {(16, 4, 2): 55, (8, 4, 1): 52}
     for row in report["rows"]:
         for key in ("grouped_over_dense", "grouped_over_loop", "grouped_over_naive"):
             assert row[key] > 0
-        assert row["grouped_kernels"] > row["naive_kernels"] > 10
+        assert row["naive_kernels"] > 10
+        assert row["grouped_kernels"] <= most[(row["width"], row["experts"], row["top_k"])]
 
 
 def test_count_kernels_counts_work_not_views():

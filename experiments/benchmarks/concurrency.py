@@ -9,8 +9,12 @@ the gaps; the ratio of runs/hour is the measured speed-up.
 Each spawned worker pays its start once (imports, and a CUDA context on a GPU), which the
 sequential pass pays only once in all; with R = W every worker runs a single run and that
 start weighs on each of them, so measure with R several times W and runs as long as a
-sweep's. ``--sampler device`` and ``--cuda-graph`` pass the trainer's options through, so
-one command measures what each does to runs/hour.
+sweep's. Each pass also reports ``mean_run_s``, the runs' own mean wall time (from model
+construction to the last evaluation, worker start excluded): if W runs at once each take
+about W times as long as alone, the device is saturated; if they take about as long, the
+pass's time went elsewhere (worker start, the host), and longer runs or more of them per
+worker are what the measurement needs. ``--sampler device`` and ``--cuda-graph`` pass the
+trainer's options through, so one command measures what each does to runs/hour.
 """
 
 from __future__ import annotations
@@ -74,8 +78,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sweep, workers=workers, results_dir=tmp, scratch_dir=tmp, progress=False
             )
             seconds = time.perf_counter() - start
-            # the rows go with the temporary folder: say why a run failed while they exist
-            failed = [r for r in read_rows(report.path) if r.get("status") != "ok"]
+            # the rows go with the temporary folder: read them while they exist
+            rows = read_rows(report.path)
+            failed = [r for r in rows if r.get("status") != "ok"]
+            walls = [float(r["wall_s"]) for r in rows if isinstance(r.get("wall_s"), (int, float))]
         if failed:
             first = failed[0]
             raise RuntimeError(
@@ -86,6 +92,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "workers": workers,
             "seconds": round(seconds, 2),
             "runs_per_hour": round(args.runs * 3600 / seconds, 1),
+            "mean_run_s": round(sum(walls) / len(walls), 3) if walls else None,
         }
     import torch
 

@@ -135,6 +135,8 @@ def test_concurrency_benchmark_runs_both_passes_and_reports_the_speedup(capsys):
     assert report["config"]["sampler"] == "device" and report["config"]["cuda_graph"] is False
     seq, con = report["sequential"], report["concurrent"]
     assert (seq["workers"], con["workers"]) == (1, 2)
+    for p in (seq, con):  # a run's own time is part of its pass's
+        assert 0 < p["mean_run_s"] < p["seconds"]
     # seconds and speed-up are each rounded to 2 decimals
     assert report["speedup"] == pytest.approx(seq["seconds"] / con["seconds"], rel=0.05, abs=0.01)
 

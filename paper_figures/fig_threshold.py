@@ -4,8 +4,9 @@ reached the target on length-2 path, beside the theory's one-layer lower bound
 and the one-layer dense construction's width (``dense_construction_width`` = 2|V| + 4).
 
 Reads ``experiments/results/threshold/<scale>.jsonl`` for every scale that has rows, written by
-``parrots sweep threshold`` (2-layer models), and the learnability sweep's ``one_layer_budget``
-rows (1-layer models, the theory's depth, every width at one budget; squares). Each scale is
+``parrots sweep threshold`` (2-layer models), and the learnability sweep's grids that try
+several widths at one recipe (:data:`WIDTH_GRIDS`; 1-layer models, the theory's depth, as
+squares, 2-layer ones as circles). Each scale is
 drawn in its own colour and labelled with its training budget: a threshold is a property of a
 model *and* a budget, so scales are not pooled, and a width "not reached" may be a budget too
 short, not a capacity limit.
@@ -70,47 +71,57 @@ def series(results_dir: Path = RESULTS_DIR) -> list[Series]:
     return out
 
 
-ONE_LAYER_GRID = "one_layer_budget"  # the learnability sweep's 1-layer widths at one budget
+# The learnability sweep's grids that try several widths at one recipe, per scale: each
+# gives the smallest width that reached its target per |V| (its budgets and target differ
+# from the threshold sweep's, so each is its own series with its budget in the label)
+WIDTH_GRIDS = {
+    "small": ("one_layer_budget",),
+    "paper": ("one_layer", "two_layer", "two_layer_curriculum"),
+}
 
 
-def one_layer_series(results_dir: Path = RESULTS_DIR) -> list[Series]:
-    """The depth the theory is about: per scale of the learnability sweep with rows of its
-    ``one_layer_budget`` grid (1-layer dense models, every width at one budget), the
+def learnability_series(results_dir: Path = RESULTS_DIR) -> list[Series]:
+    """Per scale and grid of :data:`WIDTH_GRIDS` with rows of the learnability sweep: the
     smallest width per |V| whose best held-out accuracy reached the run's target, or the
-    widest width tried where none did."""
+    widest width tried where none did. One-layer grids are the depth the theory is about."""
     out = []
     for scale in SCALE_ORDER:
-        rows, path = sweep_rows("learnability", results_dir, scale=scale)
-        rows = [r for r in rows if r["config"].get("grid") == ONE_LAYER_GRID]
-        if not rows or path is None:
-            continue
-        by_vertices: dict[int, list[dict[str, Any]]] = {}
-        for r in rows:
-            by_vertices.setdefault(int(r["config"]["vertices"]), []).append(r)
-        found, missed = [], []
-        for v, group in sorted(by_vertices.items()):
-            group.sort(key=lambda r: int(r["config"]["width"]))
-            hits = [
-                int(r["config"]["width"])
-                for r in group
-                if r["metrics"]["best_accuracy"] >= float(r["config"]["target_accuracy"])
-            ]
-            if hits:
-                found.append((v, hits[0]))
-            else:
-                missed.append((v, int(group[-1]["config"]["width"])))
-        config = rows[0]["config"]
-        label = (
-            f"{scale}: 1 layer, ≤ {config['steps']:,} steps × {config['batch']:,} "
-            f"(learnability {ONE_LAYER_GRID}); smallest width "
-            f"≥ {float(config['target_accuracy']):.0%}"
-        )
-        out.append(Series(scale, 1, label, found, missed, path, int(config["heads"])))
+        scale_rows, path = sweep_rows("learnability", results_dir, scale=scale)
+        for grid in WIDTH_GRIDS.get(scale, ()):
+            rows = [r for r in scale_rows if r["config"].get("grid") == grid]
+            if not rows or path is None:
+                continue
+            by_vertices: dict[int, list[dict[str, Any]]] = {}
+            for r in rows:
+                by_vertices.setdefault(int(r["config"]["vertices"]), []).append(r)
+            found, missed = [], []
+            for v, group in sorted(by_vertices.items()):
+                group.sort(key=lambda r: int(r["config"]["width"]))
+                hits = [
+                    int(r["config"]["width"])
+                    for r in group
+                    if r["metrics"]["best_accuracy"] >= float(r["config"]["target_accuracy"])
+                ]
+                if hits:
+                    found.append((v, hits[0]))
+                else:
+                    missed.append((v, int(group[-1]["config"]["width"])))
+            config = rows[0]["config"]
+            layers = int(config["layers"])
+            start = config.get("curriculum")
+            label = (
+                f"{scale}: {layers} layer{'s' if layers > 1 else ''}, ≤ {config['steps']:,} "
+                f"steps × {config['batch']:,}"
+                + (f", curriculum from |V| = {start}" if start is not None else "")
+                + f" (learnability {grid}); smallest width "
+                f"≥ {float(config['target_accuracy']):.0%}"
+            )
+            out.append(Series(scale, layers, label, found, missed, path, int(config["heads"])))
     return out
 
 
 def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
-    drawn = series(results_dir) + one_layer_series(results_dir)
+    drawn = series(results_dir) + learnability_series(results_dir)
     if not drawn:
         print("fig_threshold: no rows in experiments/results/threshold/; skipped")
         return []
@@ -163,8 +174,8 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     ax.set_xlabel("|V|")
     ax.set_ylabel("width m")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.13))
+    ax.legend(fontsize=6.5, loc="upper center", bbox_to_anchor=(0.5, -0.16))
     files = ", ".join(dict.fromkeys(f"{d.path.parent.name}/{d.path.name}" for d in drawn))
-    ax.set_title(f"Width threshold vs |V| ({files})", fontsize=9)
+    ax.set_title(f"Width threshold vs |V|\n({files})", fontsize=8)
     fig.tight_layout()
     return save(fig, out_dir, "fig_threshold")

@@ -282,7 +282,7 @@ def test_threshold_figure_draws_each_scale_with_its_budget(tmp_path: Path) -> No
     assert len(fig_threshold.make(tmp_path / "out", results_dir=tmp_path)) == 2
 
 
-def test_threshold_figure_adds_the_one_layer_widths_of_the_learnability_sweep(tmp_path):
+def test_threshold_figure_adds_the_width_grids_of_the_learnability_sweep(tmp_path):
     def one(i: int, vertices: int, width: int, best: float, grid: str = "one_layer_budget"):
         config = {
             "layers": 1,
@@ -302,10 +302,27 @@ def test_threshold_figure_adds_the_one_layer_widths_of_the_learnability_sweep(tm
         one(3, 8, 16, 0.981),  # rows in any order: the smallest width that reached it wins
         one(4, 12, 8, 0.6),
         one(5, 12, 16, 0.9),
-        one(6, 8, 8, 0.99, grid="one_layer"),  # another grid: not this series
+        one(6, 8, 8, 0.99, grid="one_layer"),  # not a width grid at this scale: not drawn
     ]
     write(tmp_path / "learnability" / "small.jsonl", rows)
-    [drawn] = fig_threshold.one_layer_series(tmp_path)
-    assert drawn.found == [(8, 16)] and drawn.missed == [(12, 16)]
-    assert drawn.label.startswith("small: 1 layer, ≤ 12,000 steps × 512")
+    curriculum = [  # a paper-scale 2-layer width grid, its curriculum named in the label
+        row(
+            "c",
+            i,
+            {
+                **one(0, 32, w, 0)["config"],
+                "layers": 2,
+                "grid": "two_layer_curriculum",
+                "curriculum": 16,
+            },
+            {"best_accuracy": best},
+        )
+        for i, (w, best) in enumerate([(64, 0.67), (128, 0.981)])
+    ]
+    write(tmp_path / "learnability" / "paper.jsonl", curriculum)
+    paper, small = fig_threshold.learnability_series(tmp_path)
+    assert small.found == [(8, 16)] and small.missed == [(12, 16)]
+    assert small.label.startswith("small: 1 layer, ≤ 12,000 steps × 512")
+    assert (paper.layers, paper.found, paper.missed) == (2, [(32, 128)], [])
+    assert "2 layers, ≤ 12,000 steps × 512, curriculum from |V| = 16" in paper.label
     assert len(fig_threshold.make(tmp_path / "out", results_dir=tmp_path)) == 2

@@ -92,7 +92,9 @@ def _curve_summary(evals: list[list[float]]) -> dict[str, Any]:
     }
 
 
-EXECUTION_OPTIONS = ("cuda_graph",)  # how a run executes, not what it computes
+# how a run executes, not what it computes: ``device_sampler`` draws the same distribution
+# of graphs with torch on the device (other instances, the same experiment)
+EXECUTION_OPTIONS = ("cuda_graph", "device_sampler")
 
 
 def execute_run(

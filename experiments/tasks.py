@@ -14,7 +14,10 @@ Tasks:
                ``sampler`` (``numpy``, the default, or ``device``: the same distribution drawn
                by torch on the training device, ``experiments.device_sampler``),
                ``cuda_graph`` (replay forward and backward as CUDA graphs, GPU only;
-               usually an execution option, ``parrots sweep ... --cuda-graph``).
+               usually an execution option, ``parrots sweep ... --cuda-graph``),
+               ``device_sampler`` (an execution option, ``parrots sweep ...
+               --device-sampler``: ``sampler`` defaults to ``device`` instead of ``numpy``;
+               a run's own ``sampler`` and a curriculum, drawn with numpy, keep theirs).
 ``graph``      as ``length2`` for any problem of ``theory.problems`` named by ``problem``:
                ``connectivity`` (2 classes) or ``shortest_path`` (n classes: the distance,
                0 = unreachable; accuracy is exact-distance accuracy). For the deeper models
@@ -116,8 +119,9 @@ def _graph_once(
     if target is None and config.get("target_accuracy") is not None:
         target = float(config["target_accuracy"])
     train_cfg = _train_config(config, target=target)
-    sampler = str(config.get("sampler", "numpy"))
     curriculum = config.get("curriculum")  # over |V|, ramping over the first half
+    default = "device" if config.get("device_sampler") and curriculum is None else "numpy"
+    sampler = str(config.get("sampler", default))
     train_sample = training_sampler(
         problem,
         n,

@@ -58,6 +58,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replay each run's steps as CUDA graphs (an execution option: run ids unchanged)",
     )
+    p.add_argument(
+        "--device-sampler",
+        action="store_true",
+        help="draw graph batches with torch on the training device, the same distribution "
+        "(an execution option: run ids unchanged; runs with a curriculum keep numpy)",
+    )
     p.add_argument("--list", action="store_true", help="print the runs and exit")
     p.add_argument(
         "--status",
@@ -144,7 +150,15 @@ def run(args: argparse.Namespace) -> int:
         submitit_cluster=args.cluster,
         only=only,
         stop_after=args.stop_after,
-        options={"cuda_graph": True} if args.cuda_graph else None,
+        options={
+            name: True
+            for name, on in (
+                ("cuda_graph", args.cuda_graph),
+                ("device_sampler", args.device_sampler),
+            )
+            if on
+        }
+        or None,
     )
     print(json.dumps(report.to_dict()))
     return 0

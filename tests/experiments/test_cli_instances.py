@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -147,3 +148,13 @@ def test_concurrency_benchmark_says_why_its_runs_failed():
     args += ["--vertices", "5", "--width", "8", "--batch", "8", "--device", "cpu"]
     with pytest.raises(RuntimeError, match=r"1 of 1 runs failed.*cuda_graph needs a CUDA device"):
         main([*args, "--cuda-graph"])
+
+
+def test_sweep_cli_passes_execution_options_to_every_row(tmp_path, capsys):
+    args = ["sweep", "selftest", "--scale", "tiny", "--no-progress", "--only", "value=0,1"]
+    args += ["--results", str(tmp_path), "--scratch", str(tmp_path / "s")]
+    assert main([*args, "--cuda-graph", "--device-sampler"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = [json.loads(line) for line in Path(report["results"]).read_text().splitlines()]
+    assert len(rows) == 2
+    assert all(r["options"] == {"cuda_graph": True, "device_sampler": True} for r in rows)

@@ -9,7 +9,7 @@ import pytest
 
 from experiments.results import read_rows
 from experiments.runner import run_sweep
-from experiments.sweep import Grid, SweepConfig
+from experiments.sweep import Grid, SweepConfig, run_id
 from paper_figures.explorer import load_empirical
 from theory.bounds import graph_arch, param_counts
 
@@ -142,3 +142,44 @@ def test_graph_task_trains_connectivity_and_shortest_path_with_their_class_count
     assert decision["metrics"]["total_params"] == two_class
     assert distance["metrics"]["total_params"] == two_class + (n - 2) * (width + 1)
     assert all(len(r["curve"]["evals"]) == 2 for r in (decision, distance))
+
+
+def test_device_sampler_option_changes_the_sampler_not_the_run_ids(tmp_path: Path) -> None:
+    # the option makes ``device`` the default sampler: a run's own ``sampler`` and a
+    # curriculum (drawn with numpy) keep theirs, and every run keeps its id
+    sweep = SweepConfig(
+        name="samplers",
+        scale="tiny",
+        task="length2",
+        fixed={
+            "vertices": 5,
+            "width": 8,
+            "heads": 2,
+            "layers": 1,
+            "top_k": 1,
+            "experts": 1,
+            "threads": 1,
+            "steps": 4,
+            "batch": 16,
+            "lr": 3e-3,
+            "eval_size": 32,
+            "eval_interval": 4,
+        },
+        grids=(
+            Grid("plain"),
+            Grid("own", fixed={"sampler": "numpy"}),
+            Grid("curriculum", fixed={"curriculum": 3}),
+        ),
+    )
+    kw = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s", "progress": False}
+    report = run_sweep(sweep, options={"device_sampler": True}, **kw)
+    assert report.ran == 3
+    rows = {r["config"]["grid"]: r for r in read_rows(report.path)}
+    assert {g: r["metrics"]["sampler"] for g, r in rows.items()} == {
+        "plain": "device",
+        "own": "numpy",
+        "curriculum": "numpy",
+    }
+    assert rows["plain"]["metrics"]["sampler_shortfalls"] == 0
+    assert all(r["options"] == {"device_sampler": True} for r in rows.values())
+    assert {r["run_id"] for r in rows.values()} == {run_id(c) for c in sweep.runs()}

@@ -6,10 +6,9 @@ and the one-layer dense construction's width (``dense_construction_width`` = 2|V
 Reads ``experiments/results/threshold/<scale>.jsonl`` for every scale that has rows, written by
 ``parrots sweep threshold`` (2-layer models), and the learnability sweep's grids that try
 several widths at one recipe (:data:`WIDTH_GRIDS`; 1-layer models, the theory's depth, as
-squares, 2-layer ones as circles). Each scale is
-drawn in its own colour and labelled with its training budget: a threshold is a property of a
-model *and* a budget, so scales are not pooled, and a width "not reached" may be a budget too
-short, not a capacity limit.
+squares, 2-layer ones as circles). Each series is drawn in its own colour and labelled with
+its training budget: a threshold is a property of a model *and* a budget, so series are not
+pooled, and a width "not reached" may be a budget too short, not a capacity limit.
 """
 
 from __future__ import annotations

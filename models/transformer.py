@@ -407,10 +407,10 @@ class _Undispatch(torch.autograd.Function):
 class Routing(NamedTuple):
     experts: Tensor  # (N, k) chosen expert ids
     weights: Tensor  # (N, k) their weights (softmax probs, renormalised if asked)
-    keep: Tensor | None  # (N·k,) bool: False for a slot not processed; None: every slot is
+    keep: Tensor | None  # (N·k,) bool: False for a slot not processed (a PAD token's, or
+    # dropped for capacity); None when every slot is processed
     order: Tensor  # (N·k,) slot ids sorted by expert (token order within one), unkept last
     ends: Tensor  # (K,) end of each expert's segment in ``order`` (kept slots only)
-    partial: bool  # whether some slot may be unkept (a PAD mask or a capacity was applied)
 
 
 class MoEMLP(nn.Module):
@@ -509,8 +509,7 @@ class MoEMLP(nn.Module):
             balance = z = logits.new_zeros(())
         # without a capacity nothing is dropped: a fill, not two sums and a difference
         dropped = counts.new_zeros(()) if kept is counts else counts.sum() - kept.sum()
-        partial = keep is not None
-        routing = Routing(experts, weights, keep, order, ends, partial)
+        routing = Routing(experts, weights, keep, order, ends)
         return routing, MoEAux(balance, z, kept, dropped)
 
     def _unbound(self) -> list[tuple[Tensor, Tensor | None, Tensor, Tensor | None]]:
@@ -585,7 +584,7 @@ class MoEMLP(nn.Module):
         )
         e_sorted = flat[order] if self.b1 is not None or self.b2 is not None else flat
         xs = _Dispatch.apply(x.to(dtype), order, inverse, k)
-        y = self._experts_sorted(xs, e_sorted, r.ends, r.partial)
+        y = self._experts_sorted(xs, e_sorted, r.ends, partial=r.keep is not None)
         slots = _Undispatch.apply(y, order, inverse)
         if k == 1:  # weights (N, 1) broadcast over the rows: no sum over one slot
             return (slots * r.weights.to(y.dtype)).to(x.dtype)

@@ -23,6 +23,17 @@ The loop and naive variants read counts back to the host and cannot be captured.
 whose grouped path cannot be captured (``models.train.graph_blocker``: not bf16, rows not
 16-byte aligned, no sm90/sm100 kernels), or whose capture fails, keeps its eager timings and
 says why under ``graph_skipped``.
+
+``--compile`` also times the grouped and the dense step with the layer's forward compiled by
+``torch.compile(fullgraph=True, dynamic=False)`` (the backward by AOTAutograd): on a GPU,
+Inductor fuses the routing's and the permutations' elementwise and reduction kernels, the
+device time that separates the grouped step from the dense one (README, "MoE layer
+benchmark"). It reports ``compiled_grouped_over_dense`` (both compiled), the compiled grouped
+step against the eager naive one, the compiled output's error against the loop reference,
+and the seconds the first compiled grouped step took (``compile_s``). With ``--cuda-graph``
+the compiled steps are also captured (``graph_compiled_grouped_over_dense``). A shape that
+that is not bf16 (the tracer runs ``torch._grouped_mm``'s shape function, which wants bf16) or
+fails to compile keeps its other timings and says why under ``compile_skipped``.
 """
 
 from __future__ import annotations
@@ -112,6 +123,84 @@ def _captured(grads: Callable[[], object]) -> Callable[[], None]:
     with torch.cuda.graph(graph):
         grads()
     return graph.replay
+
+
+def _compiled_times(
+    layer: MoEMLP,
+    x: Tensor,
+    probe: Tensor,
+    dense_weights: tuple[Tensor, Tensor],
+    ref: Tensor,
+    args: argparse.Namespace,
+    capture: bool,
+) -> dict[str, Any]:
+    """Compile the grouped layer and the dense MLP (weights ``dense_weights``), check the
+    compiled output against the loop reference ``ref``, and time both steps (``times``; with
+    ``capture``, also each captured as a CUDA graph). If compiling fails, ``compile_skipped``
+    says why and nothing is timed."""
+    device = x.device
+    dense1, dense2 = dense_weights
+    layer.dispatch = "grouped"
+    fast = torch.compile(layer, fullgraph=True, dynamic=False)
+
+    def mlp(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
+        return F.linear(F.gelu(F.linear(x, a)), b)
+
+    dense = torch.compile(mlp, fullgraph=True, dynamic=False)
+
+    def moe_step() -> None:
+        (fast(x)[0] * probe).sum().backward()
+        layer.zero_grad(set_to_none=True)
+        x.grad = None
+
+    def dense_step() -> None:
+        (dense(x, dense1, dense2) * probe).sum().backward()
+        dense1.grad = dense2.grad = x.grad = None
+
+    out: dict[str, Any] = {}
+    if x.dtype != torch.bfloat16:  # checked here: the tracer's failure is a long traceback
+        out["compile_skipped"] = (
+            "torch.compile traces torch._grouped_mm by its CUDA shape rules, which want BF16 "
+            "(use --dtype bf16)"
+        )
+        return out
+    try:
+        start = time.perf_counter()
+        moe_step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        out["compile_s"] = round(time.perf_counter() - start, 2)
+        with torch.no_grad():
+            y = fast(x)[0].float()
+        out["compiled_vs_loop_rel_err"] = float(f"{float((y - ref).norm() / ref.norm()):.3g}")
+        out["times"] = {
+            "compiled_grouped": _time(moe_step, args.repeats, args.warmup, device),
+            "compiled_dense": _time(dense_step, args.repeats, args.warmup, device),
+        }
+    except Exception as err:  # any compiler failure: report it, keep the row's other timings
+        out.pop("times", None)
+        out["compile_skipped"] = " ".join(f"{type(err).__name__}: {err}".split())[:300]
+        return out
+    if capture:
+
+        def moe_grads() -> object:
+            wrt = [x, *layer.parameters()]
+            return torch.autograd.grad((fast(x)[0] * probe).sum(), wrt)
+
+        def dense_grads() -> object:
+            y = dense(x, dense1, dense2)
+            return torch.autograd.grad((y * probe).sum(), [x, dense1, dense2])
+
+        try:
+            out["times"]["graph_compiled_grouped"] = _time(
+                _captured(moe_grads), args.repeats, 1, device
+            )
+            out["times"]["graph_compiled_dense"] = _time(
+                _captured(dense_grads), args.repeats, 1, device
+            )
+        except RuntimeError as err:
+            out["graph_compiled_skipped"] = f"capture failed: {err}".splitlines()[0][:300]
+    return out
 
 
 def _profile(steps: dict[str, Callable[[], None]], shape: tuple[int, int, int]) -> None:
@@ -270,9 +359,15 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 except RuntimeError as err:  # keep the eager timings of every shape
                     blocked = f"capture failed: {err}".splitlines()[0][:300]
                     times.pop("graph_grouped", None)
+        compiled: dict[str, Any] = {}
+        if getattr(args, "compile", False):
+            capture = graphs and blocked is None
+            compiled = _compiled_times(layer, x, probe, (dense1, dense2), ref, args, capture)
+            times.update(compiled.pop("times", {}))
         row: dict[str, Any] = {"width": width, "experts": K, "top_k": k, "hidden": hidden}
         if graphs and blocked is not None:
             row["graph_skipped"] = blocked
+        row.update(compiled)
         row.update({name: float(f"{v:.3g}") for name, v in errors.items()})
         row.update(kernels)
         for name, seconds in times.items():
@@ -280,9 +375,16 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         for other in ("dense", "loop", "naive"):
             if other in times:
                 row[f"grouped_over_{other}"] = round(times[other] / times["grouped"], 3)
-        if "graph_grouped" in times:
-            ratio = times["graph_dense"] / times["graph_grouped"]
-            row["graph_grouped_over_dense"] = round(ratio, 3)
+        pairs = {
+            "graph_grouped_over_dense": ("graph_grouped", "graph_dense"),
+            "compiled_grouped_over_dense": ("compiled_grouped", "compiled_dense"),
+            "compiled_grouped_over_naive": ("compiled_grouped", "naive"),
+            "graph_compiled_grouped_over_dense": ("graph_compiled_grouped", "graph_compiled_dense"),
+            "graph_compiled_grouped_over_naive": ("graph_compiled_grouped", "naive"),
+        }
+        for key, (mine, other) in pairs.items():
+            if mine in times and other in times:
+                row[key] = round(times[other] / times[mine], 3)
         rows.append(row)
     device_name = (
         torch.cuda.get_device_name(device)

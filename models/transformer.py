@@ -549,11 +549,12 @@ class MoEMLP(nn.Module):
             # grouped_mm leaves rows past the last offset uninitialised, forward (its output)
             # and backward (the gradient of its input): ``where`` (a select, not a product,
             # so garbage cannot turn into NaN) cleans both sides of each product
-            if partial:
-                inside = torch.arange(xs.shape[0], device=xs.device)[:, None] < ends[-1]
+            inside = (
+                torch.arange(xs.shape[0], device=xs.device)[:, None] < ends[-1] if partial else None
+            )
 
             def clean(t: Tensor) -> Tensor:
-                return torch.where(inside, t, 0.0) if partial else t
+                return t if inside is None else torch.where(inside, t, 0.0)
 
             offs = ends.int()
             h = clean(_gmm(clean(xs), w1.transpose(-2, -1), offs))

@@ -32,6 +32,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="also time grouped and dense steps captured as CUDA graphs (GPU only)",
     )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="also time grouped and dense steps compiled with torch.compile (with "
+        "--cuda-graph, also the compiled steps captured)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

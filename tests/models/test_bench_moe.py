@@ -74,3 +74,37 @@ def test_bench_moe_times_captured_steps_on_a_gpu(capsys):
     assert main([*args, "--cuda-graph", "--skip-loop", "--json"]) == 0
     row = json.loads(capsys.readouterr().out)["rows"][0]
     assert row["graph_grouped_tokens_per_s"] > 0 and row["graph_grouped_over_dense"] > 0
+
+
+# torch 2.13's compiler raises deprecation warnings of its own while it works (Dynamo
+# instantiates autograd Functions; Inductor imports torch.jit.script_method), which this
+# project's pytest settings would turn into errors
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.slow
+def test_bench_moe_compile_times_compiled_steps_and_checks_them(capsys):
+    """``--compile`` compiles the whole layer with no graph break (fullgraph) and agrees with
+    the loop reference to bf16 rounding; fp32 on the CPU cannot compile (grouped_mm's shape
+    function wants bf16) and the row says so instead of failing the bench."""
+    args = ["bench", "moe", "--tokens", "128", "--shapes", "16:4:2", "--repeats", "1"]
+    args += ["--warmup", "0", "--device", "cpu", "--skip-loop", "--compile", "--json"]
+    assert main([*args, "--dtype", "bf16"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert "compile_skipped" not in row, row.get("compile_skipped")
+    assert 0 < row["compiled_vs_loop_rel_err"] < 2e-2  # bf16: 8 bits of mantissa
+    assert row["compiled_grouped_over_dense"] > 0 and row["compiled_grouped_over_naive"] > 0
+    assert row["compile_s"] > 0
+    assert main([*args, "--dtype", "fp32"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert "BF16" in row["compile_skipped"] and "compiled_grouped_tokens_per_s" not in row
+    assert row["grouped_over_dense"] > 0  # the eager timings stay
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the compiler's own (see above)
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
+def test_bench_moe_captures_compiled_steps_on_a_gpu(capsys):
+    args = ["bench", "moe", "--tokens", "4096", "--shapes", "256:16:2", "--repeats", "2"]
+    assert main([*args, "--compile", "--cuda-graph", "--skip-loop", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["rows"][0]
+    assert "compile_skipped" not in row and "graph_compiled_skipped" not in row, row
+    assert row["compiled_vs_loop_rel_err"] < 2e-2
+    assert row["graph_compiled_grouped_over_dense"] > 0

@@ -35,6 +35,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 from tqdm import tqdm
 
+from models.capture_gate import GATE
 from models.transformer import ModelConfig, MoEAux, Transformer, grouped_mm_runs
 from theory.errors import InputError
 
@@ -271,6 +272,32 @@ def _graphed_forward(
     return graphed, no_pad  # type: ignore[return-value]
 
 
+class _StreamWarningOff:
+    """Reference-counted :func:`_accumulate_grad_stream_warning` off: several graphed runs
+    on threads of one process share the flag, so the first one in turns it off and the last
+    one out restores what it was."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._before: bool | None = None
+
+    def enter(self) -> None:
+        with self._lock:
+            if self._count == 0:
+                self._before = _accumulate_grad_stream_warning(False)
+            self._count += 1
+
+    def exit(self) -> None:
+        with self._lock:
+            self._count -= 1
+            if self._count == 0 and self._before is not None:
+                _accumulate_grad_stream_warning(self._before)
+
+
+_STREAM_WARNING_OFF = _StreamWarningOff()
+
+
 def _accumulate_grad_stream_warning(enabled: bool) -> bool | None:
     """Turn PyTorch's AccumulateGrad stream-mismatch warning on or off; return its previous
     state (None where this torch has no such warning, before 2.10).
@@ -395,7 +422,24 @@ def train(
     CPU is then the bottleneck, and an extra busy thread per run only adds contention.
     ``cfg.cuda_graph`` replays the model's forward and backward as CUDA graphs captured on
     the first batch (:func:`_graphed_forward`); every batch must then have its shape.
+    Several trainings may run at once on threads of one process (each on its own CUDA
+    stream): they share :data:`models.capture_gate.GATE`, so that none works on the device
+    while another captures.
     """
+    with GATE.hold():
+        return _train(model, cfg, sample, held_out, out_dir, progress, resume, prefetch)
+
+
+def _train(
+    model: Transformer,
+    cfg: TrainConfig,
+    sample: Sampler,
+    held_out: tuple[np.ndarray, np.ndarray],
+    out_dir: str | Path | None,
+    progress: bool,
+    resume: bool,
+    prefetch: bool,
+) -> dict[str, Any]:
     if cfg.cuda_graph and prefetch:
         # a prefetch thread drawing on the device would launch work while the main thread
         # captures, which capture forbids
@@ -432,7 +476,7 @@ def train(
     use_amp = device.type == "cuda"
     graphed: Callable[[Tensor], tuple[Tensor, list[MoEAux]]] | None = None
     pad_check: int | None = None  # a graph assumed no PAD: each batch is checked for this id
-    stream_warning: bool | None = None  # restored after a graphed run
+    stream_warning_off = False  # turned off for this run's graph, restored on the way out
     started = time.perf_counter()
     tokens_seen, last_eval, stopped_early, step = 0, None, False, start_step
     bar = tqdm(
@@ -448,6 +492,7 @@ def train(
     )
     try:
         for step in bar:
+            GATE.pause()  # a safe point: another run's waiting capture goes first
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr_at(step)
             if feed is not None:
@@ -460,8 +505,10 @@ def train(
             x = torch.as_tensor(x_np, device=device)
             y = torch.as_tensor(y_np, device=device)
             if cfg.cuda_graph and graphed is None:
-                stream_warning = _accumulate_grad_stream_warning(False)  # capture warns too
-                graphed, no_pad = _graphed_forward(model, x)  # on the first batch's shape
+                _STREAM_WARNING_OFF.enter()  # the capture's own warm-up warns too
+                stream_warning_off = True
+                with GATE.capture():  # alone: other runs of this process wait (capture_gate)
+                    graphed, no_pad = _graphed_forward(model, x)  # on the first batch's shape
                 pad_check = model.cfg.pad_token if no_pad else None
             forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
@@ -545,8 +592,8 @@ def train(
             # a cycle that would keep the graphs and their memory pool alive after this run
             vars(graphed).pop("forward", None)
             graphed = None
-        if stream_warning is not None:
-            _accumulate_grad_stream_warning(stream_warning)
+        if stream_warning_off:
+            _STREAM_WARNING_OFF.exit()
     bar.close()
     if last_eval is None:  # resumed at the end: nothing left to do
         last_eval = evaluate(model, *held_out, cfg.eval_batch_size, device)

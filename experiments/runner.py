@@ -20,7 +20,10 @@ per ``append_row`` (a single ``write`` + ``fsync``), so:
   ``concurrent.futures.ProcessPoolExecutor`` of spawned workers (each exits within a second
   if the runner dies), handed one run per free worker; if a worker dies (an OOM kill), every
   run it took down and every run not yet handed out is recorded as failed ("worker died"),
-  as a cluster's lost job is. ``submitit`` sends each run as a job through submitit
+  as a cluster's lost job is. With ``runs_per_worker`` T > 1 each worker trains T runs at
+  once on threads, each with its own CUDA stream (:mod:`experiments.thread_workers`: streams
+  of one process share a GPU, processes only time-slice it); a worker that dies fails the
+  runs it held, and the others go on. ``submitit`` sends each run as a job through submitit
   (``pip install 'mixture-of-parrots[cluster]'``): SLURM when available, else submitit's own
   local executor; rows are still written by the runner, from the jobs' results.
 * **A time budget** (``stop_after`` seconds, local executor): no run starts after it; runs
@@ -67,6 +70,7 @@ from experiments.results import (
     repair_torn_tail,
 )
 from experiments.sweep import SweepConfig, run_id
+from experiments.thread_workers import ThreadedWorkers, exit_with_parent
 from theory.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,17 +163,6 @@ def execute_run(
 # -- executors -----------------------------------------------------------------------------
 
 
-def _exit_with_parent(parent: int) -> None:
-    """Worker initializer: leave (within a second) when the runner that spawned us dies."""
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 class Handle:
     """What an executor returns per run: ``done()`` and ``result()`` (a Future or a job)."""
 
@@ -182,21 +175,29 @@ class Handle:
 
 @dataclass
 class LocalExecutor:
-    """``workers`` spawned processes on this machine (CPU, or one GPU shared by them)."""
+    """``workers`` spawned processes on this machine (CPU, or one GPU shared by them), each
+    running ``runs_per_worker`` runs at once on threads (:mod:`experiments.thread_workers`)."""
 
     workers: int
+    runs_per_worker: int = 1
 
     def __enter__(self) -> LocalExecutor:
+        if self.runs_per_worker > 1:
+            self._pool: Any = ThreadedWorkers(self.workers, self.runs_per_worker).__enter__()
+            return self
         self._pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=get_context("spawn"),
-            initializer=_exit_with_parent,
+            initializer=exit_with_parent,
             initargs=(os.getpid(),),
         )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        if isinstance(self._pool, ThreadedWorkers):
+            self._pool.__exit__(*exc)
+        else:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
     def submit(self, fn: Callable[..., dict[str, Any]], *args: Any) -> Any:
         return self._pool.submit(fn, *args)
@@ -400,16 +401,21 @@ def run_sweep(
     stop_after: float | None = None,
     options: Mapping[str, Any] | None = None,
     progress_every: float = 5.0,
+    runs_per_worker: int = 1,
 ) -> SweepReport:
     """Run every run of ``sweep`` that has no row yet (of those matching ``only``, a slice:
     setting name -> allowed values), starting none after ``stop_after`` seconds, each with
     the execution ``options`` (see :func:`execute_run`); see the module docstring. With
     ``progress``, the bar shows every ``progress_every`` seconds how far the runs in flight
-    have got."""
+    have got. ``runs_per_worker`` T > 1 (local executor): each worker process trains T runs
+    at once on threads, each with its own CUDA stream (:mod:`experiments.thread_workers`)."""
     from tqdm import tqdm
 
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise InputError(f"workers must be a positive integer, got {workers!r}")
+    for name, value in (("workers", workers), ("runs_per_worker", runs_per_worker)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{name} must be a positive integer, got {value!r}")
+    if runs_per_worker > 1 and executor != "local":
+        raise InputError("runs_per_worker is for the local executor (a cluster job is one run)")
     if executor not in EXECUTORS:
         raise InputError(f"executor must be one of {EXECUTORS}, got {executor!r}")
     if stop_after is not None and not stop_after > 0:
@@ -462,7 +468,7 @@ def run_sweep(
         watcher = _Watcher(bar, scratch, every=progress_every, active=progress)
         try:
             watcher.start()
-            if executor == "local" and workers == 1:
+            if executor == "local" and workers == 1 and runs_per_worker == 1:
                 while queue and may_start():
                     config = queue.pop()
                     watcher.started(config)
@@ -470,13 +476,13 @@ def run_sweep(
             else:
                 local = executor == "local"
                 pool: Any = (
-                    LocalExecutor(workers)
+                    LocalExecutor(workers, runs_per_worker)
                     if local
                     else SubmititExecutor(scratch / "submitit", submitit_cluster)
                 )
                 # locally, one run per free worker (so none starts after ``stop_after``);
                 # a cluster gets every job at once and schedules them itself
-                cap = workers if local else len(queue)
+                cap = workers * runs_per_worker if local else len(queue)
                 with pool:
                     handles: list[tuple[dict[str, Any], Any]] = []
                     while True:

@@ -246,6 +246,7 @@ def phonebook(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Cu
 
 
 def selftest(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Curve]:
+    began = time.time()
     time.sleep(float(config.get("sleep", 0.0)))
     if config.get("die"):  # as an OOM kill would: the process ends, no exception, no row
         os.kill(os.getpid(), signal.SIGKILL)
@@ -253,6 +254,8 @@ def selftest(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Cur
         raise RuntimeError(f"selftest run {config.get('value')!r} fails on purpose")
     value = float(config.get("value", 0))
     metrics = {"value": value, "square": value * value, "root": math.sqrt(abs(value))}
+    # where and when it ran, for the runner's tests of runs at once
+    metrics.update(pid=os.getpid(), began=began, ended=time.time())
     return {**metrics, "cuda_graph": bool(config.get("cuda_graph", False))}, []
 
 

@@ -1,10 +1,13 @@
-"""Sweep throughput: R training runs one at a time vs W at once on the same device.
+"""Sweep throughput: R training runs one at a time vs W·T at once on the same device.
 
 Both passes run the same R length-2 path runs (seeds 0..R-1, one model size) through
 ``experiments.runner.run_sweep`` into a throw-away folder: first with one worker (the runs
 in the runner's own process, one after another), then with W spawned workers sharing the
-device. Small models are launch-bound on a GPU (research/probes.md), so concurrent runs fill
-the gaps; the ratio of runs/hour is the measured speed-up.
+device, each training T runs at once on threads with a CUDA stream each
+(``--runs-per-worker``; :mod:`experiments.thread_workers` says why streams, not processes,
+are what can overlap on one GPU). Small models are launch-bound on a GPU
+(research/probes.md), so concurrent runs fill the gaps; the ratio of runs/hour is the
+measured speed-up.
 
 Each spawned worker pays its start once (imports, and a CUDA context on a GPU), which the
 sequential pass pays only once in all; with R = W every worker runs a single run and that
@@ -27,7 +30,13 @@ from typing import Any
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--runs", type=int, default=16, help="R: runs in each pass")
-    p.add_argument("--workers", type=int, default=8, help="W: runs at once in the second pass")
+    p.add_argument("--workers", type=int, default=8, help="W: worker processes, second pass")
+    p.add_argument(
+        "--runs-per-worker",
+        type=int,
+        default=1,
+        help="T: runs each worker trains at once on threads (own CUDA stream each)",
+    )
     p.add_argument("--vertices", type=int, default=16)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
@@ -44,8 +53,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from experiments.sweep import SweepConfig
     from theory.errors import InputError
 
-    if args.runs < 1 or args.workers < 1 or args.steps < 1:
-        raise InputError("--runs, --workers and --steps must be positive")
+    if min(args.runs, args.workers, args.runs_per_worker, args.steps) < 1:
+        raise InputError("--runs, --workers, --runs-per-worker and --steps must be positive")
     fixed = {
         "vertices": args.vertices,
         "width": args.width,
@@ -64,7 +73,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "cuda_graph": args.cuda_graph,
     }
     passes = {}
-    for name, workers in (("sequential", 1), ("concurrent", args.workers)):
+    for name, workers, per in (
+        ("sequential", 1, 1),
+        ("concurrent", args.workers, args.runs_per_worker),
+    ):
         sweep = SweepConfig(
             name=f"concurrency_{name}",
             scale="tiny",
@@ -75,7 +87,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             report = run_sweep(
-                sweep, workers=workers, results_dir=tmp, scratch_dir=tmp, progress=False
+                sweep,
+                workers=workers,
+                runs_per_worker=per,
+                results_dir=tmp,
+                scratch_dir=tmp,
+                progress=False,
             )
             seconds = time.perf_counter() - start
             # the rows go with the temporary folder: read them while they exist
@@ -90,6 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             )
         passes[name] = {
             "workers": workers,
+            "runs_per_worker": per,
             "seconds": round(seconds, 2),
             "runs_per_hour": round(args.runs * 3600 / seconds, 1),
             "mean_run_s": round(sum(walls) / len(walls), 3) if walls else None,

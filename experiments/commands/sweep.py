@@ -27,7 +27,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("name", help=f"one of {', '.join(SWEEP_NAMES)} ('all' with --status)")
     p.add_argument("--scale", default="tiny", help=f"one of {', '.join(SCALES)}")
     p.add_argument("--config", default=None, help="a SweepConfig JSON file instead of NAME")
-    p.add_argument("--workers", type=int, default=1, help="runs at once (local executor)")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (local executor)")
+    p.add_argument(
+        "--runs-per-worker",
+        type=int,
+        default=1,
+        help="runs each worker trains at once, on threads with a CUDA stream each (local)",
+    )
     p.add_argument("--executor", default="local", choices=EXECUTORS)
     p.add_argument(
         "--cluster",
@@ -142,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
     report = run_sweep(
         sweep,
         workers=args.workers,
+        runs_per_worker=args.runs_per_worker,
         executor=args.executor,
         results_dir=args.results,
         scratch_dir=args.scratch,

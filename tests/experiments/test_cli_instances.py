@@ -128,14 +128,16 @@ def test_sampler_benchmark_times_both_samplers_and_reports_the_ratio(capsys):
 
 
 @pytest.mark.slow
-def test_concurrency_benchmark_runs_both_passes_and_reports_the_speedup(capsys):
-    args = ["bench", "concurrency", "--runs", "2", "--workers", "2", "--steps", "2"]
+@pytest.mark.parametrize(("workers", "per"), [(2, 1), (1, 2)])
+def test_concurrency_benchmark_runs_both_passes_and_reports_the_speedup(capsys, workers, per):
+    args = ["bench", "concurrency", "--runs", "2", "--workers", str(workers), "--steps", "2"]
     args += ["--vertices", "5", "--width", "8", "--batch", "8", "--device", "cpu"]
-    assert main([*args, "--sampler", "device", "--json"]) == 0
+    assert main([*args, "--runs-per-worker", str(per), "--sampler", "device", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["config"]["sampler"] == "device" and report["config"]["cuda_graph"] is False
     seq, con = report["sequential"], report["concurrent"]
-    assert (seq["workers"], con["workers"]) == (1, 2)
+    assert (seq["workers"], con["workers"]) == (1, workers)
+    assert (seq["runs_per_worker"], con["runs_per_worker"]) == (1, per)
     for p in (seq, con):  # a run's own time is part of its pass's
         assert 0 < p["mean_run_s"] < p["seconds"]
     # seconds and speed-up are each rounded to 2 decimals

@@ -370,3 +370,81 @@ def test_git_sha_calls_code_dirty_but_not_results_figures_or_prose(tmp_path):
     (tmp_path / "models/code.py").write_text("x = 2\n")
     assert git_sha(tmp_path) == sha + "-dirty"
     assert git_sha(tmp_path / "models") == sha + "-dirty"  # from a subfolder, the whole tree
+
+
+# -- several runs per worker, on threads ---------------------------------------------------
+
+
+def test_runs_per_worker_trains_runs_at_once_on_threads_of_one_worker(tmp_path: Path) -> None:
+    sweep = selftest(6, sleep=0.5)
+    kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s"}
+    report = run_sweep(sweep, workers=1, runs_per_worker=3, progress=False, **kw)
+    assert (report.ran, report.failed) == (6, 0)
+    rows = check_complete(sweep, report.path)
+    assert sorted(r["metrics"]["square"] for r in rows) == [0, 1, 4, 9, 16, 25]
+    pids = {r["metrics"]["pid"] for r in rows}
+    assert len(pids) == 1 and os.getpid() not in pids  # one spawned worker
+    spans = sorted((r["metrics"]["began"], r["metrics"]["ended"]) for r in rows)
+    # the first three ran at once (each sleeps 0.5 s, all began before any ended)
+    assert max(b for b, _ in spans[:3]) < min(e for _, e in spans[:3])
+    with pytest.raises(InputError, match="runs_per_worker must be a positive integer"):
+        run_sweep(sweep, runs_per_worker=0, progress=False, **kw)
+
+
+def test_a_threaded_worker_that_dies_fails_its_runs_and_the_other_worker_goes_on(
+    tmp_path: Path,
+) -> None:
+    sweep = SweepConfig(
+        name="selftest",
+        scale="tiny",
+        task="selftest",
+        fixed={"sleep": 0.3},
+        grids=(
+            Grid("die", fixed={"value": 0, "die": True, "sleep": 0.0}),
+            Grid("ok", axes={"value": [1, 2, 3, 4, 5, 6, 7]}),
+        ),
+    )
+    kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s"}
+    report = run_sweep(sweep, workers=2, runs_per_worker=2, progress=False, **kw)
+    rows = check_complete(sweep, report.path)
+    assert (report.ran, report.not_started) == (8, 0)
+    failed = {r["config"]["value"] for r in rows if r["status"] == "failed"}
+    assert 0 in failed and len(failed) <= 2  # the dying run, and at most its thread-mate
+    assert all("worker died" in r["error"] for r in rows if r["status"] == "failed")
+    assert report.failed == len(failed)
+
+
+def test_cli_runs_per_worker_reaches_the_runner(tmp_path: Path, capsys) -> None:
+    args = ["sweep", "selftest", "--scale", "tiny", "--results", str(tmp_path)]
+    args += ["--scratch", str(tmp_path / "s"), "--no-progress", "--runs-per-worker", "2"]
+    assert main([*args, "--only", "value=0,1"]) == 0
+    rows = read_rows(tmp_path / "selftest" / "tiny.jsonl")
+    assert len(rows) == 2 and all(r["status"] == "ok" for r in rows)
+    assert {r["metrics"]["pid"] for r in rows} != {os.getpid()}
+
+
+@pytest.mark.slow
+def test_training_runs_on_threads_compute_what_they_compute_alone(tmp_path: Path) -> None:
+    """Threads share a process, not a result: the same length-2 runs, 2 per worker, give the
+    rows (accuracies, curves) the same runs give one after another."""
+    fixed = {"vertices": 5, "width": 8, "layers": 1, "heads": 2, "experts": 1, "top_k": 1}
+    fixed |= {"steps": 30, "batch": 16, "lr": 3e-3, "eval_size": 64, "eval_interval": 10}
+    fixed |= {"threads": 1, "device": "cpu"}
+    sweep = SweepConfig(name="l2", scale="tiny", task="length2", fixed=fixed, seeds=(0, 1, 2))
+    alone = run_sweep(sweep, results_dir=tmp_path / "a", scratch_dir=tmp_path / "s", progress=False)
+    threads = run_sweep(
+        sweep,
+        workers=1,
+        runs_per_worker=3,
+        results_dir=tmp_path / "t",
+        scratch_dir=tmp_path / "s",
+        progress=False,
+    )
+    keys = ("accuracy", "loss", "best_accuracy", "steps", "total_params")
+
+    def summary(path: Path) -> dict[str, Any]:
+        rows = check_complete(sweep, path)
+        assert all(r["status"] == "ok" for r in rows)
+        return {r["run_id"]: ([r["metrics"][k] for k in keys], r["curve"]) for r in rows}
+
+    assert summary(threads.path) == summary(alone.path)

@@ -15,6 +15,8 @@ Tasks:
                by torch on the training device, ``experiments.device_sampler``),
                ``cuda_graph`` (replay forward and backward as CUDA graphs, GPU only;
                usually an execution option, ``parrots sweep ... --cuda-graph``),
+               ``compile`` (the forward compiled by ``torch.compile``; an execution
+               option, ``parrots sweep ... --compile``; an MoE on a GPU only),
                ``device_sampler`` (an execution option, ``parrots sweep ...
                --device-sampler``: ``sampler`` defaults to ``device`` instead of ``numpy``;
                a run's own ``sampler`` and a curriculum, drawn with numpy, keep theirs).
@@ -84,6 +86,7 @@ def _train_config(config: dict[str, Any], steps: int | None = None, target: floa
         seed=int(config["seed"]),
         device=str(config.get("device", "auto")),
         cuda_graph=bool(config.get("cuda_graph", False)),
+        compile=bool(config.get("compile", False)),
     )
 
 
@@ -145,6 +148,7 @@ def _graph_once(
         "device": summary["device"],
         "sampler": sampler,
         "cuda_graph": train_cfg.cuda_graph,
+        "compile": train_cfg.compile,
     }
     if sampler == "device":  # must be 0: every batch met both class quotas
         metrics["sampler_shortfalls"] = train_sample.shortfalls()
@@ -241,6 +245,8 @@ def phonebook(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Cu
         "resumed_from": summary["resumed_from"],
         "train_seconds": summary["seconds"],
         "device": summary["device"],
+        "cuda_graph": bool(config.get("cuda_graph", False)),
+        "compile": bool(config.get("compile", False)),
     }
     return metrics, _curve(scratch)
 

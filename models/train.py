@@ -68,6 +68,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     cuda_graph: bool = False  # replay forward and backward as CUDA graphs (see ``train``)
+    compile: bool = False  # forward (and backward) compiled by torch.compile (see ``train``)
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
@@ -96,6 +97,9 @@ class TrainConfig:
             bad("device='cuda' but no CUDA device is available")
         if self.cuda_graph and self.resolved_device().type != "cuda":
             bad("cuda_graph needs a CUDA device, and this run would train on the CPU")
+        for name in ("cuda_graph", "compile"):
+            if not isinstance(getattr(self, name), bool):
+                bad(f"{name} must be True or False, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,8 +252,27 @@ def graph_blocker(cfg: ModelConfig, device: torch.device) -> str | None:
     return None
 
 
+def compile_blocker(cfg: ModelConfig, device: torch.device) -> str | None:
+    """Why ``torch.compile`` cannot compile this model's forward as one graph on ``device``,
+    or None. A dense model always can. An MoE needs what a CUDA graph needs (the grouped
+    dispatch on ``torch._grouped_mm``, :func:`graph_blocker`): the loop and the segment loop
+    read counts back to the host, a break in the graph. On a CPU the model trains in fp32,
+    and the tracer runs ``torch._grouped_mm``'s shape function, which wants bf16."""
+    if cfg.experts == 1:
+        return None
+    if device.type == "cpu":
+        return "an MoE compiles on a GPU only (it trains in fp32 on a CPU; grouped_mm wants bf16)"
+    return graph_blocker(cfg, device)
+
+
+def _compiled(module: torch.nn.Module) -> torch.nn.Module:
+    """``module`` compiled as one graph (``fullgraph``: a break raises instead of silently
+    running eager pieces) for the shape it first sees (``dynamic=False``)."""
+    return torch.compile(module, fullgraph=True, dynamic=False)  # type: ignore[return-value]
+
+
 def _graphed_forward(
-    model: Transformer, example: Tensor
+    model: Transformer, example: Tensor, compile: bool = False
 ) -> tuple[Callable[[Tensor], tuple[Tensor, list[MoEAux]]], bool]:
     """``model.forward_aux`` with its forward and its backward each replayed as one CUDA
     graph: a small model's step is hundreds of kernel launches, so on a GPU its time is the
@@ -264,12 +287,20 @@ def _graphed_forward(
     the graph is captured without the PAD mask, so attention keeps its fused mask-free
     kernels (fixed-length tasks, the common case), and it is exact only for batches without
     PAD: the trainer checks each batch in its one read per step. A batch with PAD (a
-    curriculum's shorter graphs) captures the masked path, right for every batch."""
-    pad = model.cfg.pad_token
-    no_pad = pad is None or not bool((example == pad).any())  # read before capture begins
+    curriculum's shorter graphs) captures the masked path, right for every batch. With
+    ``compile``, the module captured is the compiled one (:func:`_compiled`)."""
+    no_pad = _no_pad(model, example)  # read before capture begins
+    module = _ForwardAux(model, no_pad)
     with torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
-        graphed = torch.cuda.make_graphed_callables(_ForwardAux(model, no_pad), (example,))
+        graphed = torch.cuda.make_graphed_callables(
+            _compiled(module) if compile else module, (example,)
+        )
     return graphed, no_pad  # type: ignore[return-value]
+
+
+def _no_pad(model: Transformer, example: Tensor) -> bool:
+    pad = model.cfg.pad_token
+    return pad is None or not bool((example == pad).any())
 
 
 class _StreamWarningOff:
@@ -422,6 +453,9 @@ def train(
     CPU is then the bottleneck, and an extra busy thread per run only adds contention.
     ``cfg.cuda_graph`` replays the model's forward and backward as CUDA graphs captured on
     the first batch (:func:`_graphed_forward`); every batch must then have its shape.
+    ``cfg.compile`` compiles the forward (AOTAutograd the backward) with ``torch.compile``
+    on the first batch's shape, PAD mode chosen as for a graph (with both, the compiled
+    forward is what is captured); evaluation stays eager.
     Several trainings may run at once on threads of one process (each on its own CUDA
     stream): they share :data:`models.capture_gate.GATE`, so that none works on the device
     while another captures.
@@ -447,6 +481,8 @@ def _train(
     device = cfg.resolved_device()
     if cfg.cuda_graph and (reason := graph_blocker(model.cfg, device)) is not None:
         raise InputError(f"cuda_graph: {reason}")
+    if cfg.compile and (reason := compile_blocker(model.cfg, device)) is not None:
+        raise InputError(f"compile: {reason}")
     model.to(device).train()
     optimizer = _optimizer(model, cfg)
     rng = np.random.default_rng(cfg.seed)
@@ -508,7 +544,12 @@ def _train(
                 _STREAM_WARNING_OFF.enter()  # the capture's own warm-up warns too
                 stream_warning_off = True
                 with GATE.capture():  # alone: other runs of this process wait (capture_gate)
-                    graphed, no_pad = _graphed_forward(model, x)  # on the first batch's shape
+                    # on the first batch's shape
+                    graphed, no_pad = _graphed_forward(model, x, compile=cfg.compile)
+                pad_check = model.cfg.pad_token if no_pad else None
+            elif cfg.compile and graphed is None:
+                no_pad = _no_pad(model, x)
+                graphed = _compiled(_ForwardAux(model, no_pad))
                 pad_check = model.cfg.pad_token if no_pad else None
             forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
@@ -531,10 +572,13 @@ def _train(
             loss_value, tl, norm_value, *has_pad = torch.stack(read).tolist()
             if has_pad and has_pad[0]:
                 bar.close()
+                how = "cuda_graph" if cfg.cuda_graph else "compile"
+                made = "graph was captured" if cfg.cuda_graph else "forward was compiled"
                 raise InputError(
-                    f"cuda_graph: the graph was captured on a batch without PAD (no mask), and "
-                    f"step {step}'s batch has PAD; stopped before the update. Run without "
-                    "cuda_graph, or with a sampler whose first batch has PAD when later ones do"
+                    f"{how}: the {made} "
+                    f"on a batch without PAD (no mask), and step {step}'s batch has PAD; stopped "
+                    f"before the update. Run without {how}, or with a sampler whose first batch "
+                    "has PAD when later ones do"
                 )
             if not math.isfinite(loss_value):
                 bar.close()

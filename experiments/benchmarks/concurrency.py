@@ -16,8 +16,9 @@ sweep's. Each pass also reports ``mean_run_s``, the runs' own mean wall time (fr
 construction to the last evaluation, worker start excluded): if W runs at once each take
 about W times as long as alone, the device is saturated; if they take about as long, the
 pass's time went elsewhere (worker start, the host), and longer runs or more of them per
-worker are what the measurement needs. ``--sampler device`` and ``--cuda-graph`` pass the
-trainer's options through, so one command measures what each does to runs/hour.
+worker are what the measurement needs. ``--sampler device``, ``--cuda-graph`` and
+``--compile`` pass the trainer's options through, so one command measures what each does to
+runs/hour.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--sampler", default="numpy", choices=("numpy", "device"))
     p.add_argument("--cuda-graph", action="store_true", help="replay steps as CUDA graphs")
+    p.add_argument("--compile", action="store_true", help="compile each run with torch.compile")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": args.device,
         "sampler": args.sampler,
         "cuda_graph": args.cuda_graph,
+        "compile": args.compile,
     }
     passes = {}
     for name, workers, per in (

@@ -65,6 +65,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="replay each run's steps as CUDA graphs (an execution option: run ids unchanged)",
     )
     p.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile each run's forward with torch.compile (an execution option: run ids "
+        "unchanged; an MoE compiles on a GPU only)",
+    )
+    p.add_argument(
         "--device-sampler",
         action="store_true",
         help="draw graph batches with torch on the training device, the same distribution "
@@ -162,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
             for name, on in (
                 ("cuda_graph", args.cuda_graph),
                 ("device_sampler", args.device_sampler),
+                ("compile", args.compile),
             )
             if on
         }

@@ -97,6 +97,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replay forward and backward as CUDA graphs (GPU only; models/train.py)",
     )
+    t.add_argument(
+        "--compile",
+        action="store_true",
+        help="compile the forward with torch.compile (an MoE on a GPU only; models/train.py)",
+    )
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="run folder: metrics, checkpoint, config")
@@ -242,6 +247,7 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         seed=args.seed,
         device=args.device,
         cuda_graph=args.cuda_graph,
+        compile=args.compile,
     )
     return model_cfg, train_cfg
 

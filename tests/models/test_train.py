@@ -562,3 +562,42 @@ def test_graph_path_captures_the_masked_forward_when_the_first_batch_has_pad(stu
     )
     [module] = stub_capture
     assert not module.no_pad and summary["steps"] == 6
+
+
+# -- torch.compile ---------------------------------------------------------------------------
+
+
+def test_compile_must_be_a_bool_and_an_moe_compiles_on_a_gpu_only():
+    with pytest.raises(InputError, match="compile must be True or False"):
+        TrainConfig(compile="yes", **FAST)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="compile: an MoE compiles on a GPU only"):
+        train(tiny_model(4, 2), TrainConfig(compile=True, **FAST), contains_mark, held_out())
+
+
+# the compiler's own deprecation warnings (torch 2.13), see tests/models/test_bench_moe.py
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.slow
+def test_a_compiled_dense_model_trains_like_the_eager_one(tmp_path):
+    eager, compiled = tiny_model(), tiny_model()
+    cfg = {"steps": 12, "eval_interval": 6, **FAST}
+    a = train(eager, TrainConfig(**cfg), contains_mark, held_out(64), progress=False)
+    b = train(
+        compiled, TrainConfig(compile=True, **cfg), contains_mark, held_out(64), progress=False
+    )
+    assert b["steps"] == a["steps"] == 12
+    for (name, x), y in zip(
+        eager.state_dict().items(), compiled.state_dict().values(), strict=True
+    ):
+        if name.endswith("k_proj.bias"):  # no real gradient: Adam scales rounding noise (above)
+            continue
+        # fused kernels round differently; 12 Adam steps of lr 3e-3 keep it this close
+        torch.testing.assert_close(y, x, rtol=0, atol=1e-4, msg=name)
+    # compiled on a batch without PAD (no mask): a later batch with PAD stops the run
+    with pytest.raises(InputError, match="compile: the forward was compiled on a batch without"):
+        train(
+            tiny_model(),
+            TrainConfig(compile=True, **{**cfg, "steps": 6}),
+            _PadFrom(2),
+            held_out(),
+            progress=False,
+        )

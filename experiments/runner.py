@@ -199,6 +199,12 @@ class LocalExecutor:
         else:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def capacity(self) -> int:
+        """Runs that may be in flight now (threaded workers that died no longer count)."""
+        if isinstance(self._pool, ThreadedWorkers):
+            return self._pool.capacity()
+        return self.workers
+
     def submit(self, fn: Callable[..., dict[str, Any]], *args: Any) -> Any:
         return self._pool.submit(fn, *args)
 
@@ -480,12 +486,15 @@ def run_sweep(
                     if local
                     else SubmititExecutor(scratch / "submitit", submitit_cluster)
                 )
-                # locally, one run per free worker (so none starts after ``stop_after``);
+                # locally, one run per free slot (so none starts after ``stop_after``);
                 # a cluster gets every job at once and schedules them itself
-                cap = workers * runs_per_worker if local else len(queue)
+                everything = len(queue)
                 with pool:
                     handles: list[tuple[dict[str, Any], Any]] = []
                     while True:
+                        # every worker dead: one more submit raises, and each run left
+                        # is recorded as failed, as with a broken process pool
+                        cap = max(1, pool.capacity()) if local else everything
                         while queue and len(handles) < cap and may_start():
                             config = queue.pop()
                             try:

@@ -4,36 +4,43 @@ Why: on one GPU, kernels of different *processes* time-slice the device (no two 
 run at once without MPS), so W worker processes only fill each other's idle gaps; a CUDA-
 graphed run leaves few, and 8 graphed workers measured 1.07× one at a time (README,
 "Concurrency"). Kernels of different *streams of one process* can run side by side. So a
-worker here trains up to T runs at once, each on a thread whose current stream is its own;
-runs that capture graphs share the process's capture gate (``models.capture_gate``), held
-by each run from its set-up to its row.
-Python holds one core per process at a time (the GIL), so this pays when a step is mostly
-device time and few launches, which is what a graphed step is; W processes of T threads
-combine both kinds of overlap.
+worker here trains up to T runs at once, each thread with a CUDA stream of its own (made
+once per thread, from the high-priority pool: ``torch.cuda.Stream()`` hands out the 32
+streams of a pool in turn, and the default-priority pool is also where
+``make_graphed_callables`` takes its side streams, so a run's stream is never another's).
+Runs that capture graphs share the process's capture gate (``models.capture_gate``), held
+by each run from its set-up to its row. Python holds one core per process at a time (the
+GIL), so this pays when a step is mostly device time and few launches, which is what a
+graphed step is; W processes of T threads combine both kinds of overlap.
 
 :class:`ThreadedWorkers` has the part of ``concurrent.futures.ProcessPoolExecutor`` the
-runner uses: ``submit`` returns a :class:`~concurrent.futures.Future`. Each worker is a
-spawned process (exits within a second if the runner dies) with a
-:class:`~concurrent.futures.ThreadPoolExecutor` of T threads. A worker that dies (an OOM
-kill) fails the runs it held with ``BrokenProcessPool`` ("worker died"); the other workers
-go on, and ``submit`` raises ``BrokenProcessPool`` only when none is left.
+runner uses: ``submit`` returns a :class:`~concurrent.futures.Future`, and ``capacity`` says
+how many calls may be in flight. Each worker is a spawned process (it exits within a second
+if the runner dies) with a :class:`~concurrent.futures.ThreadPoolExecutor` of T threads,
+and its own pipe back to the runner: an OOM kill in the middle of a write can tear only the
+dead worker's pipe, never another's. A worker that dies fails the runs it held with
+``BrokenProcessPool`` ("worker died"); the other workers go on, the capacity shrinks by T,
+and ``submit`` raises ``BrokenProcessPool`` only when none is left. Results and arguments
+are pickled inside the call's own error handling, so an unpicklable one fails its run
+instead of leaving it waiting forever.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import queue
+import pickle
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import contextmanager
 from multiprocessing import get_context
+from multiprocessing.connection import Connection, wait
 from typing import Any
 
-POLL_S = 0.2  # how often the receiver looks for a dead worker while no result comes
+POLL_S = 0.2  # the longest the receiver waits before it looks for dead workers again
+EXIT_S = 10.0  # on an error, how long all workers together get to stop before termination
 
 
 def exit_with_parent(parent: int) -> None:
@@ -47,39 +54,51 @@ def exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
-@contextmanager
-def own_stream() -> Iterator[None]:
-    """Make a fresh CUDA stream this thread's current one (nothing without CUDA). Every run
-    of a worker must leave the legacy default stream, which would serialise it with all the
-    others."""
+_local = threading.local()
+
+
+def _own_stream_init() -> None:
+    """Thread-pool initializer: give this thread its CUDA stream (nothing without CUDA)."""
     import torch
 
-    if not torch.cuda.is_available():
-        yield
-        return
-    with torch.cuda.stream(torch.cuda.Stream()):
-        yield
+    if torch.cuda.is_available():
+        _local.stream = torch.cuda.Stream(priority=-1)  # the high-priority pool (docstring)
 
 
-def _serve(inbox: Any, results: Any, threads: int, parent: int) -> None:
-    """A worker's main loop: run each (key, fn, args) from ``inbox`` on one of ``threads``
-    threads and put (key, ok, value or error text) on ``results``; stop at ``None``."""
+def _run_on_own_stream(fn: Callable[..., Any], args: tuple) -> Any:
+    import torch
+
+    stream = getattr(_local, "stream", None)
+    if stream is None:
+        return fn(*args)
+    with torch.cuda.stream(stream):
+        return fn(*args)
+
+
+def _serve(inbox: Any, results: Connection, threads: int, parent: int) -> None:
+    """A worker's main loop: run each (key, pickled (fn, args)) from ``inbox`` on one of
+    ``threads`` threads and send pickled (key, ok, value or error text) on ``results``;
+    stop at ``None``."""
     exit_with_parent(parent)
 
     from models.capture_gate import GATE
 
-    def job(key: int, fn: Callable[..., Any], args: tuple) -> None:
+    send = threading.Lock()  # one pipe, T threads
+
+    def job(key: int, payload: bytes) -> None:
         try:
+            fn, args = pickle.loads(payload)
             # held for the whole run, set-up included (a device sampler's first draw, the
             # model's move to the device): another run's capture waits for a safe point
-            with own_stream(), GATE.hold():
-                value = fn(*args)
-        except BaseException as err:  # reported to the runner, which records the run
-            results.put((key, False, f"{type(err).__name__}: {err}"))
-        else:
-            results.put((key, True, value))
+            with GATE.hold():
+                value = _run_on_own_stream(fn, args)
+            message = pickle.dumps((key, True, value))
+        except BaseException as err:  # the call itself raised: the runner records the run
+            message = pickle.dumps((key, False, f"the call raised {type(err).__name__}: {err}"))
+        with send:
+            results.send_bytes(message)
 
-    with ThreadPoolExecutor(threads) as pool:
+    with ThreadPoolExecutor(threads, initializer=_own_stream_init) as pool:
         while (item := inbox.get()) is not None:
             pool.submit(job, *item)
 
@@ -94,18 +113,16 @@ class ThreadedWorkers:
 
     def __enter__(self) -> ThreadedWorkers:
         ctx = get_context("spawn")
-        self._results = ctx.Queue()
         self._inboxes = [ctx.Queue() for _ in range(self.workers)]
-        self._procs = [
-            ctx.Process(
-                target=_serve,
-                args=(inbox, self._results, self.threads, os.getpid()),
-                daemon=True,
-            )
-            for inbox in self._inboxes
-        ]
-        for p in self._procs:
+        self._readers: list[Connection] = []
+        self._procs = []
+        for inbox in self._inboxes:
+            reader, writer = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_serve, args=(inbox, writer, self.threads, os.getpid()))
             p.start()
+            writer.close()  # the worker's copy is the only one: its death is our EOF
+            self._readers.append(reader)
+            self._procs.append(p)
         self._lock = threading.Lock()
         self._pending: dict[int, tuple[int, Future[Any]]] = {}  # key -> (worker, future)
         self._load = [0] * self.workers
@@ -116,20 +133,29 @@ class ThreadedWorkers:
         self._receiver.start()
         return self
 
+    def capacity(self) -> int:
+        """Calls that may be in flight at once: T per live worker."""
+        with self._lock:
+            return self.threads * (self.workers - len(self._dead))
+
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``fn(*args)`` on the least loaded live worker."""
+        payload = pickle.dumps((fn, args))  # here, so an unpicklable call fails at once
         with self._lock:
-            alive = [w for w in range(self.workers) if w not in self._dead]
+            alive = [
+                w for w in range(self.workers) if w not in self._dead and self._procs[w].is_alive()
+            ]
             if not alive:
                 raise BrokenProcessPool("every worker process died")
             w = min(alive, key=lambda i: self._load[i])
             key, fut = next(self._keys), Future[Any]()
             self._pending[key] = (w, fut)
             self._load[w] += 1
-        self._inboxes[w].put((key, fn, args))
+        self._inboxes[w].put((key, payload))
         return fut
 
-    def _deliver(self, key: int, ok: bool, value: Any) -> None:
+    def _deliver(self, message: bytes) -> None:
+        key, ok, value = pickle.loads(message)
         with self._lock:
             if key not in self._pending:  # its worker was already given up for dead
                 return
@@ -140,44 +166,64 @@ class ThreadedWorkers:
         else:
             fut.set_exception(RuntimeError(value))
 
-    def _receive(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self._deliver(*self._results.get(timeout=POLL_S))
-                continue
-            except queue.Empty:
-                pass
-            for w, p in enumerate(self._procs):
-                if w in self._dead or p.is_alive():
-                    continue
-                self._drain()  # results it sent before it died still count
-                with self._lock:
-                    self._dead.add(w)
-                    lost = [(k, f) for k, (i, f) in self._pending.items() if i == w]
-                    for k, _ in lost:
-                        del self._pending[k]
-                    self._load[w] = 0
-                for _, fut in lost:
-                    fut.set_exception(
-                        BrokenProcessPool(f"worker died (pid {p.pid}, exit code {p.exitcode})")
-                    )
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                self._deliver(*self._results.get_nowait())
-            except queue.Empty:
+    def _bury(self, w: int) -> None:
+        """Worker ``w`` is gone: fail every call it held."""
+        p = self._procs[w]
+        p.join(timeout=1.0)  # its exit code, if it has one yet
+        with self._lock:
+            if w in self._dead:
                 return
+            self._dead.add(w)
+            lost = [(k, f) for k, (i, f) in self._pending.items() if i == w]
+            for k, _ in lost:
+                del self._pending[k]
+            self._load[w] = 0
+        for _, fut in lost:
+            fut.set_exception(
+                BrokenProcessPool(f"worker died (pid {p.pid}, exit code {p.exitcode})")
+            )
+
+    def _receive(self) -> None:
+        try:
+            while not self._stop.is_set():
+                live = {self._readers[w]: w for w in range(self.workers) if w not in self._dead}
+                if not live:
+                    return
+                # a dead worker's pipe reads EOF (it held the only write end), after every
+                # result it sent before it died: those still count
+                for reader in wait(list(live), timeout=POLL_S):
+                    try:
+                        message = reader.recv_bytes()  # type: ignore[union-attr]
+                    except (EOFError, OSError):
+                        self._bury(live[reader])  # type: ignore[index]
+                        continue
+                    self._deliver(message)
+                for w in list(live.values()):  # dead but its pipe not yet at EOF (rare)
+                    if not self._procs[w].is_alive() and not self._readers[w].poll():
+                        self._bury(w)
+        except BaseException as err:  # never leave a future waiting forever
+            with self._lock:
+                pending = list(self._pending.values())
+                self._pending.clear()
+            for _, fut in pending:
+                if not fut.done():
+                    fut.set_exception(BrokenProcessPool(f"the result receiver failed: {err!r}"))
+            raise
 
     def __exit__(self, *exc: object) -> None:
         for w, inbox in enumerate(self._inboxes):
             if w not in self._dead:
                 inbox.put(None)  # finish what it holds, then stop
+        deadline = None if exc[0] is None else time.monotonic() + EXIT_S
         for p in self._procs:
-            p.join(timeout=None if exc[0] is None else 5.0)
+            p.join(timeout=None if deadline is None else max(0.0, deadline - time.monotonic()))
+        for p in self._procs:
             if p.is_alive():
                 p.terminate()
                 p.join()
         self._stop.set()
         self._receiver.join()
-        self._drain()
+        for inbox in self._inboxes:
+            inbox.cancel_join_thread()  # a dead worker's inbox may hold what it never read
+        for reader in self._readers:
+            reader.close()

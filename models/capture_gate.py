@@ -46,7 +46,9 @@ class CaptureGate:
 
     @contextmanager
     def hold(self) -> Iterator[None]:
-        """Hold the gate for a piece of device work (re-entrant)."""
+        """Hold the gate for a piece of device work (re-entrant). A holder must never block
+        on another thread that needs the gate, nor call :meth:`hold` or :meth:`pause` from
+        inside its own :meth:`capture`."""
         if self._mine() == 0:
             with self._cond:
                 while self._busy():
@@ -71,9 +73,11 @@ class CaptureGate:
                 return
             self._holders -= 1
             self._cond.notify_all()
-            while self._busy():
-                self._cond.wait()
-            self._holders += 1
+            try:
+                while self._busy():
+                    self._cond.wait()
+            finally:  # also when an exception lands in the wait: the count stays right
+                self._holders += 1
 
     @contextmanager
     def capture(self) -> Iterator[None]:
@@ -84,8 +88,15 @@ class CaptureGate:
             if mine:  # our own hold must not count against us
                 self._holders -= 1
                 self._cond.notify_all()
-            while self._capturing or self._holders > 0:
-                self._cond.wait()
+            try:
+                while self._capturing or self._holders > 0:
+                    self._cond.wait()
+            except BaseException:  # interrupted while waiting: undo, as if never asked
+                self._waiting -= 1
+                if mine:
+                    self._holders += 1
+                self._cond.notify_all()
+                raise
             self._waiting -= 1
             self._capturing = True
         try:

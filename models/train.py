@@ -16,6 +16,7 @@ Never pickle: checkpoints hold tensors and JSON only.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -335,8 +336,8 @@ def _accumulate_grad_stream_warning(enabled: bool) -> bool | None:
 
     Why a graphed run turns it off: ``make_graphed_callables`` warms up and captures on a side
     stream, so each parameter's AccumulateGrad node is made there, and the captured graph's
-    static outputs keep those nodes alive. The replayed backward then runs on the default
-    stream, and the engine joins the two streams with an event per parameter (correct
+    static outputs keep those nodes alive. The replayed backward then runs on the caller's
+    current stream, and the engine joins the two streams with an event per parameter (correct
     gradients, a few microseconds a step) and warns on every step. Seen on an H100 with torch
     2.11, in the capture's own warm-up backward and in the first replayed one (an error under
     this project's pytest settings)."""
@@ -458,7 +459,10 @@ def train(
     forward is what is captured); evaluation stays eager.
     Several trainings may run at once on threads of one process (each on its own CUDA
     stream): they share :data:`models.capture_gate.GATE`, so that none works on the device
-    while another captures.
+    while another captures. A caller that runs trainings on threads must hold the gate
+    around its own device work outside this function too (a ``DeviceSampler``'s set-up, as
+    ``experiments.thread_workers`` does for a whole run), and must not use ``prefetch``,
+    whose thread would draw outside the gate.
     """
     with GATE.hold():
         return _train(model, cfg, sample, held_out, out_dir, progress, resume, prefetch)
@@ -636,6 +640,11 @@ def _train(
             # a cycle that would keep the graphs and their memory pool alive after this run
             vars(graphed).pop("forward", None)
             graphed = None
+            # make_graphed_callables' autograd Function is itself in a cycle that holds the
+            # graphs, their pool and the parameters: collect it now, while this run still
+            # holds the capture gate (no other run can be capturing), not in whichever
+            # thread's allocation triggers the next collection, maybe mid-capture
+            gc.collect()
         if stream_warning_off:
             _STREAM_WARNING_OFF.exit()
     bar.close()

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -405,7 +406,18 @@ def test_a_threaded_worker_that_dies_fails_its_runs_and_the_other_worker_goes_on
         ),
     )
     kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s"}
-    report = run_sweep(sweep, workers=2, runs_per_worker=2, progress=False, **kw)
+    reports: list[Any] = []
+    # on a thread with a bound, so that a death never noticed fails the test, not hangs it
+    sweeping = threading.Thread(
+        target=lambda: reports.append(
+            run_sweep(sweep, workers=2, runs_per_worker=2, progress=False, **kw)
+        ),
+        daemon=True,
+    )
+    sweeping.start()
+    sweeping.join(120)
+    assert not sweeping.is_alive(), "the sweep hung after a worker died"
+    [report] = reports
     rows = check_complete(sweep, report.path)
     assert (report.ran, report.not_started) == (8, 0)
     failed = {r["config"]["value"] for r in rows if r["status"] == "failed"}

@@ -109,13 +109,16 @@ def test_two_captures_take_turns():
 def slow_stub_capture(monkeypatch):
     """Graph capture stubbed on the CPU (as in test_train), slowed down, recording every draw
     that another thread made while it ran."""
-    capturing = threading.Event()
+    capturing = [0]  # captures in progress (a count: without the gate they may overlap)
+    lock = threading.Lock()
     during: list[int] = []
 
     def capture(module, sample_args):
-        capturing.set()
+        with lock:
+            capturing[0] += 1
         time.sleep(0.05)
-        capturing.clear()
+        with lock:
+            capturing[0] -= 1
         module.forward = lambda *args: type(module).forward(module, *args)
         return module
 
@@ -123,7 +126,7 @@ def slow_stub_capture(monkeypatch):
     monkeypatch.setattr("models.train.graph_blocker", lambda cfg, device: None)
 
     def sample(rng: np.random.Generator, batch: int):
-        if capturing.is_set():
+        if capturing[0]:  # a thread never draws during its own capture: another's
             during.append(threading.get_ident())
         return contains_mark(rng, batch)
 
@@ -197,3 +200,45 @@ def test_the_stream_warning_is_off_while_any_graphed_run_lives_and_restored_afte
     train_on_threads(watching, [0, 1, 2])
     assert seen and not any(on for _, on in seen)
     assert warns() and train_module._STREAM_WARNING_OFF._count == 0
+
+
+def test_a_capture_that_raises_leaves_the_gate_as_it_found_it():
+    gate = CaptureGate()
+    with gate.hold():
+        with pytest.raises(RuntimeError, match="capture failed"), gate.capture():
+            raise RuntimeError("capture failed")
+        assert gate.state() == (1, 0, False)
+        gate.pause()
+    assert gate.state() == (0, 0, False)
+
+
+@pytest.mark.filterwarnings("ignore:CUDA is not available")
+def test_a_long_run_lets_a_capture_go_at_its_next_step(monkeypatch):
+    """``train`` pauses at every step: a graphed run that starts while an eager run is
+    training captures long before that run ends (without the pauses it would wait for it)."""
+    events: dict[str, float] = {}
+
+    def capture(module, sample_args):
+        events["captured"] = time.monotonic()
+        module.forward = lambda *args: type(module).forward(module, *args)
+        return module
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", capture)
+    monkeypatch.setattr("models.train.graph_blocker", lambda cfg, device: None)
+    begun = threading.Event()
+
+    def long_sample(rng, batch):
+        begun.set()
+        time.sleep(0.01)  # 200 steps: at least 2 s
+        return contains_mark(rng, batch)
+
+    def long_run() -> None:
+        cfg = TrainConfig(**{**FAST, "steps": 200, "eval_interval": 200})
+        train(tiny_model(), cfg, long_sample, held_out(64), progress=False)
+        events["long run ended"] = time.monotonic()
+
+    t = started(long_run)
+    assert begun.wait(WAIT)
+    train(tiny_model(seed=1), graph_config(1), contains_mark, held_out(64), progress=False)
+    t.join(60)
+    assert events["captured"] < events["long run ended"] - 1.0

@@ -533,6 +533,10 @@ def run_sweep(
     )
 
 
+def _lost(err: BaseException) -> bool:
+    return isinstance(err, BrokenProcessPool) or type(err).__module__.startswith("submitit")
+
+
 def _infrastructure_failure(
     config: dict[str, Any], sweep: SweepConfig, err: BaseException
 ) -> dict[str, Any]:
@@ -545,7 +549,8 @@ def _infrastructure_failure(
         "status": "failed",
         "metrics": {},
         "curve": _curve_summary([]),
-        "error": f"worker died: {type(err).__name__}: {err}",
+        # a dead process, or a cluster job lost; anything else is the executor's own failure
+        "error": f"{'worker died' if _lost(err) else 'worker failed'}: {type(err).__name__}: {err}",
         "wall_s": None,
         "provenance": provenance(),
     }

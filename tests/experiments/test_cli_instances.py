@@ -155,8 +155,9 @@ def test_concurrency_benchmark_says_why_its_runs_failed():
 def test_sweep_cli_passes_execution_options_to_every_row(tmp_path, capsys):
     args = ["sweep", "selftest", "--scale", "tiny", "--no-progress", "--only", "value=0,1"]
     args += ["--results", str(tmp_path), "--scratch", str(tmp_path / "s")]
-    assert main([*args, "--cuda-graph", "--device-sampler"]) == 0
+    assert main([*args, "--cuda-graph", "--device-sampler", "--compile"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = [json.loads(line) for line in Path(report["results"]).read_text().splitlines()]
     assert len(rows) == 2
-    assert all(r["options"] == {"cuda_graph": True, "device_sampler": True} for r in rows)
+    every = {"cuda_graph": True, "device_sampler": True, "compile": True}
+    assert all(r["options"] == every for r in rows)

@@ -468,17 +468,21 @@ class MoEMLP(nn.Module):
         if self.renormalize:
             weights = weights / weights.sum(dim=-1, keepdim=True)
         flat = experts.reshape(-1)
-        ids = torch.arange(K, device=x.device, dtype=flat.dtype)
+        # segment bounds of ids -1, 0, ..., K-1 in one search: bounds[0] = 0 (no id is < 0),
+        # bounds[e + 1] = end of expert e's segment = start of e + 1's (and of the sentinel's)
+        ids = torch.arange(-1, K, device=x.device, dtype=flat.dtype)
 
         def sort(keep: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
             key = flat if keep is None else flat.masked_fill(~keep, K)
             order = torch.argsort(key, stable=True)
-            return order, key[order], torch.searchsorted(key[order], ids, right=True)
+            sorted_key = key[order]
+            return order, sorted_key, torch.searchsorted(sorted_key, ids, right=True)
 
         keep = None if mask is None else mask.repeat_interleave(k)  # slot i·k + j: token i
         real: Tensor | int = N if mask is None else mask.sum()  # tokens routed
-        order, sorted_key, ends = sort(keep)
-        counts = torch.diff(ends, prepend=ends.new_zeros(1))
+        order, sorted_key, bounds = sort(keep)
+        ends = bounds[1:]
+        counts = ends - bounds[:-1]
         kept = counts
         if self.capacity_factor is not None and N:
             c = self.capacity_factor  # ceil(c·N·k/K) by the same float64 operations either
@@ -487,9 +491,8 @@ class MoEMLP(nn.Module):
             else:  # made a device tensor (by a fill, no host copy: capturable)
                 den = torch.full((), float(K), dtype=torch.float64, device=x.device)
                 capacity = torch.ceil(real.double() * c * k / den).long()
-            starts = torch.cat([ends - counts, ends[-1:]])  # (the sentinel's entry is unused)
-            rank = torch.empty_like(flat)
-            rank[order] = torch.arange(flat.numel(), device=x.device) - starts[sorted_key]
+            rank = torch.empty_like(flat)  # bounds[key] is the start of key's segment
+            rank[order] = torch.arange(flat.numel(), device=x.device) - bounds[sorted_key]
             first = rank < capacity  # first come (token order) first served
             keep = first if keep is None else keep & first
             kept = (
@@ -497,7 +500,8 @@ class MoEMLP(nn.Module):
                 if isinstance(capacity, int)
                 else torch.minimum(counts, capacity)  # no host-made tensor: capturable
             )
-            order, _, ends = sort(keep)
+            order, _, bounds = sort(keep)
+            ends = bounds[1:]
         if N:
             tokens = real if isinstance(real, int) else real.clamp(min=1).float()
             p, lse2 = probs, torch.logsumexp(logits, dim=-1).square()

@@ -37,7 +37,7 @@ def test_bench_moe_runs_small_on_cpu(capsys):
     ]
     # operations that launch work in one fp32 step, as measured with torch 2.13: a change to
     # the grouped path that adds launches fails here (README, "MoE layer benchmark")
-    most = {(16, 4, 2): 55, (8, 4, 1): 52}
+    most = {(16, 4, 2): 52, (8, 4, 1): 49}
     for row in report["rows"]:
         for key in ("grouped_over_dense", "grouped_over_loop", "grouped_over_naive"):
             assert row[key] > 0

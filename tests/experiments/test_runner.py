@@ -36,6 +36,20 @@ def selftest(n: int, sleep: float = 0.0, failing: tuple[int, ...] = ()) -> Sweep
     )
 
 
+def with_a_dying_run(sleep: float, others: int) -> SweepConfig:
+    """Run 0 SIGKILLs its own worker at once (as an OOM kill would); runs 1..others sleep."""
+    return SweepConfig(
+        name="selftest",
+        scale="tiny",
+        task="selftest",
+        fixed={"sleep": sleep},
+        grids=(
+            Grid("die", fixed={"value": 0, "die": True, "sleep": 0.0}),
+            Grid("ok", axes={"value": list(range(1, others + 1))}),
+        ),
+    )
+
+
 def check_complete(sweep: SweepConfig, path: Path) -> list[dict]:
     rows = read_rows(path)
     ids = [r["run_id"] for r in rows]
@@ -233,16 +247,7 @@ def test_a_worker_killed_mid_sweep_fails_its_runs_and_the_sweep_still_reports(
     # the first run SIGKILLs its worker (as an OOM kill would) while the second is in flight
     # and four wait: the pool is broken, so the four not handed out yet are recorded as
     # failed ("worker died"), never lost, and the sweep still reports
-    sweep = SweepConfig(
-        name="selftest",
-        scale="tiny",
-        task="selftest",
-        fixed={"sleep": 1.0},
-        grids=(
-            Grid("die", fixed={"value": 0, "die": True, "sleep": 0.0}),
-            Grid("ok", axes={"value": [1, 2, 3, 4, 5]}),
-        ),
-    )
+    sweep = with_a_dying_run(sleep=1.0, others=5)
     kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s"}
     report = run_sweep(sweep, workers=2, progress=False, **kw)
     rows = check_complete(sweep, report.path)
@@ -395,16 +400,7 @@ def test_runs_per_worker_trains_runs_at_once_on_threads_of_one_worker(tmp_path: 
 def test_a_threaded_worker_that_dies_fails_its_runs_and_the_other_worker_goes_on(
     tmp_path: Path,
 ) -> None:
-    sweep = SweepConfig(
-        name="selftest",
-        scale="tiny",
-        task="selftest",
-        fixed={"sleep": 0.3},
-        grids=(
-            Grid("die", fixed={"value": 0, "die": True, "sleep": 0.0}),
-            Grid("ok", axes={"value": [1, 2, 3, 4, 5, 6, 7]}),
-        ),
-    )
+    sweep = with_a_dying_run(sleep=0.3, others=7)
     kw: dict[str, Any] = {"results_dir": tmp_path, "scratch_dir": tmp_path / "s"}
     reports: list[Any] = []
     # on a thread with a bound, so that a death never noticed fails the test, not hangs it

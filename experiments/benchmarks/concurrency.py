@@ -5,7 +5,8 @@ Both passes run the same R length-2 path runs (seeds 0..R-1, one model size) thr
 in the runner's own process, one after another), then with W spawned workers sharing the
 device, each training T runs at once on threads with a CUDA stream each
 (``--runs-per-worker``; :mod:`experiments.thread_workers` says why streams, not processes,
-are what can overlap on one GPU). Small models are launch-bound on a GPU
+are what can overlap on one GPU). ``--also 1x8,2x4`` times more layouts against the same
+sequential pass, each with its own speed-up. Small models are launch-bound on a GPU
 (research/probes.md), so concurrent runs fill the gaps; the ratio of runs/hour is the
 measured speed-up.
 
@@ -38,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=1,
         help="T: runs each worker trains at once on threads (own CUDA stream each)",
     )
+    p.add_argument(
+        "--also",
+        default="",
+        metavar="WxT,...",
+        help="more concurrent layouts to time after the first, against the same sequential "
+        "pass (e.g. 1x8,2x4): one command, one baseline",
+    )
     p.add_argument("--vertices", type=int, default=16)
     p.add_argument("--width", type=int, default=64)
     p.add_argument("--layers", type=int, default=2)
@@ -57,6 +65,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if min(args.runs, args.workers, args.runs_per_worker, args.steps) < 1:
         raise InputError("--runs, --workers, --runs-per-worker and --steps must be positive")
+    layouts = [("sequential", 1, 1), ("concurrent", args.workers, args.runs_per_worker)]
+    for part in filter(None, getattr(args, "also", "").split(",")):
+        try:
+            w, t = (int(v) for v in part.lower().split("x"))
+        except ValueError as err:
+            raise InputError(f"--also wants layouts like 1x8,2x4, got {part!r}") from err
+        if min(w, t) < 1:
+            raise InputError(f"--also: workers and threads must be positive, got {part!r}")
+        layouts.append((f"{w}x{t}", w, t))
     fixed = {
         "vertices": args.vertices,
         "width": args.width,
@@ -76,10 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "compile": args.compile,
     }
     passes = {}
-    for name, workers, per in (
-        ("sequential", 1, 1),
-        ("concurrent", args.workers, args.runs_per_worker),
-    ):
+    for name, workers, per in layouts:
         sweep = SweepConfig(
             name=f"concurrency_{name}",
             scale="tiny",
@@ -117,12 +131,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         }
     import torch
 
+    alone, concurrent = passes["sequential"]["seconds"], passes["concurrent"]["seconds"]
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     return {
         "benchmark": "concurrency",
         "device": torch.cuda.get_device_name() if device == "cuda" else "cpu",
         "config": fixed,
         "runs": args.runs,
-        **passes,
-        "speedup": round(passes["sequential"]["seconds"] / passes["concurrent"]["seconds"], 2),
+        "sequential": passes.pop("sequential"),
+        "concurrent": passes.pop("concurrent"),
+        "speedup": round(alone / concurrent, 2),
+        # the --also layouts, each with its speed-up over the same sequential pass
+        "also": [{**p, "speedup": round(alone / p["seconds"], 2)} for p in passes.values()],
     }

@@ -138,10 +138,27 @@ def test_concurrency_benchmark_runs_both_passes_and_reports_the_speedup(capsys, 
     seq, con = report["sequential"], report["concurrent"]
     assert (seq["workers"], con["workers"]) == (1, workers)
     assert (seq["runs_per_worker"], con["runs_per_worker"]) == (1, per)
+    assert report["also"] == []
     for p in (seq, con):  # a run's own time is part of its pass's
         assert 0 < p["mean_run_s"] < p["seconds"]
     # seconds and speed-up are each rounded to 2 decimals
     assert report["speedup"] == pytest.approx(seq["seconds"] / con["seconds"], rel=0.05, abs=0.01)
+
+
+@pytest.mark.slow
+def test_concurrency_benchmark_times_more_layouts_against_one_sequential_pass(capsys):
+    args = ["bench", "concurrency", "--runs", "2", "--workers", "2", "--steps", "2"]
+    args += ["--vertices", "5", "--width", "8", "--batch", "8", "--device", "cpu", "--json"]
+    assert main([*args, "--also", "1x2,2X2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    also = report["also"]
+    assert [(p["workers"], p["runs_per_worker"]) for p in also] == [(1, 2), (2, 2)]
+    for p in also:
+        assert p["speedup"] == pytest.approx(
+            report["sequential"]["seconds"] / p["seconds"], rel=0.05, abs=0.01
+        )
+    assert main([*args, "--also", "1x0"]) == 2
+    assert main([*args, "--also", "eight"]) == 2
 
 
 def test_concurrency_benchmark_says_why_its_runs_failed():

@@ -31,9 +31,11 @@ device time that separates the grouped step from the dense one (README, "MoE lay
 benchmark"). It reports ``compiled_grouped_over_dense`` (both compiled), the compiled grouped
 step against the eager naive one, the compiled output's error against the loop reference,
 and the seconds the first compiled grouped step took (``compile_s``). With ``--cuda-graph``
-the compiled steps are also captured (``graph_compiled_grouped_over_dense``). A shape that
-that is not bf16 (the tracer runs ``torch._grouped_mm``'s shape function, which wants bf16) or
-fails to compile keeps its other timings and says why under ``compile_skipped``.
+the compiled steps are also captured (``graph_compiled_grouped_over_dense``). Each shape
+starts from an empty compile cache (``torch._dynamo.reset``: Dynamo keeps at most 8 graphs
+per function, and with ``fullgraph`` a ninth is an error). A shape that is not bf16 (the
+tracer runs ``torch._grouped_mm``'s shape function, which wants bf16) or that fails to
+compile keeps its other timings and says why under ``compile_skipped``.
 """
 
 from __future__ import annotations
@@ -141,6 +143,7 @@ def _compiled_times(
     device = x.device
     dense1, dense2 = dense_weights
     layer.dispatch = "grouped"
+    torch._dynamo.reset()  # every shape compiles afresh: no cache limit across shapes
     fast = torch.compile(layer, fullgraph=True, dynamic=False)
 
     def mlp(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -170,8 +173,9 @@ def _compiled_times(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         out["compile_s"] = round(time.perf_counter() - start, 2)
-        with torch.no_grad():
-            y = fast(x)[0].float()
+        dense_step()  # compiled here, not inside its timing (which may have no warm-up)
+        # the graph that is timed (grad mode is part of what a compiled graph is for)
+        y = fast(x)[0].detach().float()
         out["compiled_vs_loop_rel_err"] = float(f"{float((y - ref).norm() / ref.norm()):.3g}")
         out["times"] = {
             "compiled_grouped": _time(moe_step, args.repeats, args.warmup, device),

@@ -262,7 +262,8 @@ def selftest(config: dict[str, Any], scratch: Path) -> tuple[dict[str, Any], Cur
     metrics = {"value": value, "square": value * value, "root": math.sqrt(abs(value))}
     # where and when it ran, for the runner's tests of runs at once
     metrics.update(pid=os.getpid(), began=began, ended=time.time())
-    return {**metrics, "cuda_graph": bool(config.get("cuda_graph", False))}, []
+    options = {name: bool(config.get(name, False)) for name in ("cuda_graph", "compile")}
+    return {**metrics, **options}, []
 
 
 TASKS: dict[str, Task] = {

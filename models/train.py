@@ -17,12 +17,14 @@ Never pickle: checkpoints hold tensors and JSON only.
 from __future__ import annotations
 
 import gc
+import itertools
 import json
 import math
 import os
 import queue
 import threading
 import time
+import types
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -218,12 +220,23 @@ def _optimizer(model: Transformer, cfg: TrainConfig) -> torch.optim.AdamW:
 class _ForwardAux(torch.nn.Module):
     """``model.forward_aux(x, sync_free=True, no_pad=...)`` as a module of its own: what
     ``torch.cuda.make_graphed_callables`` captures (a module, so that its parameters are part
-    of the graph's input surface and receive gradients)."""
+    of the graph's input surface and receive gradients) and what ``torch.compile`` compiles.
 
-    def __init__(self, model: Transformer, no_pad: bool) -> None:
+    ``own_code``: give this instance's ``forward`` a code object of its own. Dynamo caches
+    compiled graphs per code object, at most ``recompile_limit`` (8) of them, and with
+    ``fullgraph`` one more is an error: a sweep worker that compiled 8 model shapes through
+    one shared ``forward`` would fail its 9th run. With its own code object, a run's compiled
+    graphs live and die with the run."""
+
+    def __init__(self, model: Transformer, no_pad: bool, own_code: bool = False) -> None:
         super().__init__()
         self.model = model
         self.no_pad = no_pad
+        if own_code:
+            f = type(self).forward
+            code = f.__code__.replace(co_name=f"forward_{next(_OWN_CODE)}")
+            fresh = types.FunctionType(code, f.__globals__, code.co_name, f.__defaults__)
+            self.forward = types.MethodType(fresh, self)  # type: ignore[method-assign]
 
     def forward(self, tokens: Tensor) -> tuple[Tensor, list[MoEAux]]:
         return self.model.forward_aux(tokens, sync_free=True, no_pad=self.no_pad)
@@ -268,7 +281,7 @@ def compile_blocker(cfg: ModelConfig, device: torch.device) -> str | None:
 
 def _compiled(module: torch.nn.Module) -> torch.nn.Module:
     """``module`` compiled as one graph (``fullgraph``: a break raises instead of silently
-    running eager pieces) for the shape it first sees (``dynamic=False``)."""
+    running eager pieces), specialised to the shapes it sees (``dynamic=False``)."""
     return torch.compile(module, fullgraph=True, dynamic=False)  # type: ignore[return-value]
 
 
@@ -291,7 +304,7 @@ def _graphed_forward(
     curriculum's shorter graphs) captures the masked path, right for every batch. With
     ``compile``, the module captured is the compiled one (:func:`_compiled`)."""
     no_pad = _no_pad(model, example)  # read before capture begins
-    module = _ForwardAux(model, no_pad)
+    module = _ForwardAux(model, no_pad, own_code=compile)
     with torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
         graphed = torch.cuda.make_graphed_callables(
             _compiled(module) if compile else module, (example,)
@@ -302,6 +315,9 @@ def _graphed_forward(
 def _no_pad(model: Transformer, example: Tensor) -> bool:
     pad = model.cfg.pad_token
     return pad is None or not bool((example == pad).any())
+
+
+_OWN_CODE = itertools.count()  # names the code objects of _ForwardAux(own_code=True)
 
 
 class _StreamWarningOff:
@@ -465,7 +481,16 @@ def train(
     whose thread would draw outside the gate.
     """
     with GATE.hold():
-        return _train(model, cfg, sample, held_out, out_dir, progress, resume, prefetch)
+        try:
+            return _train(model, cfg, sample, held_out, out_dir, progress, resume, prefetch)
+        finally:
+            if cfg.cuda_graph:
+                # make_graphed_callables' autograd Function sits in a reference cycle with
+                # the graphs, their memory pool and the parameters. With _train's frame gone
+                # (on success; a raised error's traceback keeps it) the cycle is garbage:
+                # collect it now, while this run holds the gate and no other can be
+                # capturing, not in whichever thread next triggers a collection
+                gc.collect()
 
 
 def _train(
@@ -553,7 +578,7 @@ def _train(
                 pad_check = model.cfg.pad_token if no_pad else None
             elif cfg.compile and graphed is None:
                 no_pad = _no_pad(model, x)
-                graphed = _compiled(_ForwardAux(model, no_pad))
+                graphed = _compiled(_ForwardAux(model, no_pad, own_code=True))
                 pad_check = model.cfg.pad_token if no_pad else None
             forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
@@ -640,11 +665,6 @@ def _train(
             # a cycle that would keep the graphs and their memory pool alive after this run
             vars(graphed).pop("forward", None)
             graphed = None
-            # make_graphed_callables' autograd Function is itself in a cycle that holds the
-            # graphs, their pool and the parameters: collect it now, while this run still
-            # holds the capture gate (no other run can be capturing), not in whichever
-            # thread's allocation triggers the next collection, maybe mid-capture
-            gc.collect()
         if stream_warning_off:
             _STREAM_WARNING_OFF.exit()
     bar.close()

@@ -468,11 +468,12 @@ class MoEMLP(nn.Module):
         if self.renormalize:
             weights = weights / weights.sum(dim=-1, keepdim=True)
         flat = experts.reshape(-1)
-        # segment bounds of ids -1, 0, ..., K-1 in one search: bounds[0] = 0 (no id is < 0),
-        # bounds[e + 1] = end of expert e's segment = start of e + 1's (and of the sentinel's)
+        # segment limits of ids -1, 0, ..., K-1 in one search: limits[0] = 0 (no id is < 0),
+        # limits[e + 1] = end of expert e's segment = start of e + 1's (and of the sentinel's)
         ids = torch.arange(-1, K, device=x.device, dtype=flat.dtype)
 
         def sort(keep: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+            """(order, sorted ids, limits): limits[e] is where id e's segment starts."""
             key = flat if keep is None else flat.masked_fill(~keep, K)
             order = torch.argsort(key, stable=True)
             sorted_key = key[order]
@@ -480,9 +481,9 @@ class MoEMLP(nn.Module):
 
         keep = None if mask is None else mask.repeat_interleave(k)  # slot i·k + j: token i
         real: Tensor | int = N if mask is None else mask.sum()  # tokens routed
-        order, sorted_key, bounds = sort(keep)
-        ends = bounds[1:]
-        counts = ends - bounds[:-1]
+        order, sorted_key, limits = sort(keep)
+        ends = limits[1:]
+        counts = ends - limits[:-1]
         kept = counts
         if self.capacity_factor is not None and N:
             c = self.capacity_factor  # ceil(c·N·k/K) by the same float64 operations either
@@ -491,8 +492,8 @@ class MoEMLP(nn.Module):
             else:  # made a device tensor (by a fill, no host copy: capturable)
                 den = torch.full((), float(K), dtype=torch.float64, device=x.device)
                 capacity = torch.ceil(real.double() * c * k / den).long()
-            rank = torch.empty_like(flat)  # bounds[key] is the start of key's segment
-            rank[order] = torch.arange(flat.numel(), device=x.device) - bounds[sorted_key]
+            rank = torch.empty_like(flat)  # limits[key] is the start of key's segment
+            rank[order] = torch.arange(flat.numel(), device=x.device) - limits[sorted_key]
             first = rank < capacity  # first come (token order) first served
             keep = first if keep is None else keep & first
             kept = (
@@ -500,8 +501,8 @@ class MoEMLP(nn.Module):
                 if isinstance(capacity, int)
                 else torch.minimum(counts, capacity)  # no host-made tensor: capturable
             )
-            order, _, bounds = sort(keep)
-            ends = bounds[1:]
+            order, _, limits = sort(keep)
+            ends = limits[1:]
         if N:
             tokens = real if isinstance(real, int) else real.clamp(min=1).float()
             p, lse2 = probs, torch.logsumexp(logits, dim=-1).square()

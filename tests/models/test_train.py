@@ -449,11 +449,15 @@ def test_cuda_graph_refuses_prefetch():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a CUDA device")
-def test_a_graphed_run_resumes_exactly(tmp_path):
+@pytest.mark.parametrize("compile", [False, True])
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the compiler's own (torch 2.13)
+def test_a_graphed_run_resumes_exactly(tmp_path, compile):
     # the fused AdamW's step count must come back onto the GPU; a fresh capture after the
-    # resume must replay what the first one did
+    # resume must replay what the first one did (with compile: of the compiled forward)
     cfg = graph_cfg(4, None)
-    tc = TrainConfig(steps=8, eval_interval=4, **{**FAST, "device": "cuda"}, cuda_graph=True)
+    tc = TrainConfig(
+        steps=8, eval_interval=4, **{**FAST, "device": "cuda"}, cuda_graph=True, compile=compile
+    )
     straight = Transformer(cfg, torch.Generator().manual_seed(0))
     train(straight, tc, contains_mark, held_out(64), tmp_path / "a", progress=False)
     with pytest.raises(_Interrupt):
@@ -577,16 +581,32 @@ def test_compile_must_be_a_bool_and_an_moe_compiles_on_a_gpu_only():
 
 
 # the compiler's own deprecation warnings (torch 2.13), see tests/models/test_bench_moe.py
+@pytest.fixture
+def compiled_count(monkeypatch):
+    """How many modules the trainer compiled (so a test cannot pass with compile a no-op)."""
+    from models import train as train_module
+
+    made = []
+    real = train_module._compiled
+
+    def counting(module):
+        made.append(module)
+        return real(module)
+
+    monkeypatch.setattr(train_module, "_compiled", counting)
+    return made
+
+
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 @pytest.mark.slow
-def test_a_compiled_dense_model_trains_like_the_eager_one(tmp_path):
+def test_a_compiled_dense_model_trains_like_the_eager_one(tmp_path, compiled_count):
     eager, compiled = tiny_model(), tiny_model()
     cfg = {"steps": 12, "eval_interval": 6, **FAST}
     a = train(eager, TrainConfig(**cfg), contains_mark, held_out(64), progress=False)
     b = train(
         compiled, TrainConfig(compile=True, **cfg), contains_mark, held_out(64), progress=False
     )
-    assert b["steps"] == a["steps"] == 12
+    assert b["steps"] == a["steps"] == 12 and len(compiled_count) == 1
     for (name, x), y in zip(
         eager.state_dict().items(), compiled.state_dict().values(), strict=True
     ):
@@ -618,7 +638,25 @@ def test_with_graphs_and_compile_the_compiled_forward_is_what_is_captured(stub_c
     [module] = stub_capture
     assert isinstance(module, torch._dynamo.eval_frame.OptimizedModule)
     assert module._orig_mod.no_pad
+    assert "forward" not in vars(module)  # the run let go of its graph
     for (name, a), b in zip(eager.state_dict().items(), both.state_dict().values(), strict=True):
         if name.endswith("k_proj.bias"):  # no real gradient (above)
             continue
         torch.testing.assert_close(b, a, rtol=0, atol=1e-4, msg=name)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the compiler's own (above)
+@pytest.mark.slow
+def test_compiled_runs_of_many_shapes_in_one_process_each_keep_their_own_cache():
+    """Dynamo keeps at most ``recompile_limit`` graphs per code object, and with fullgraph
+    one more is an error: a sweep worker compiling run after run of new shapes through one
+    shared forward would fail. Each run's forward has its own code object; with the limit at
+    1, three widths in one process all train."""
+    cfg = TrainConfig(compile=True, **{**FAST, "steps": 2, "eval_interval": 2})
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for width in (8, 16, 24):
+            model_cfg = ModelConfig(
+                vocab_size=VOCAB, max_len=LENGTH, width=width, heads=2, layers=1
+            )
+            model = Transformer(model_cfg, torch.Generator().manual_seed(0))
+            assert train(model, cfg, contains_mark, held_out(32), progress=False)["steps"] == 2

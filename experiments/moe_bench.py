@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from experiments.benchmarks.moe import SHAPES
-from models.train import graph_blocker
+from models.train import compiled, graph_blocker
 from models.transformer import ModelConfig, MoEMLP
 from theory.errors import InputError
 
@@ -144,12 +144,12 @@ def _compiled_times(
     dense1, dense2 = dense_weights
     layer.dispatch = "grouped"
     torch._dynamo.reset()  # every shape compiles afresh: no cache limit across shapes
-    fast = torch.compile(layer, fullgraph=True, dynamic=False)
+    fast = compiled(layer)
 
     def mlp(x: Tensor, a: Tensor, b: Tensor) -> Tensor:
         return F.linear(F.gelu(F.linear(x, a)), b)
 
-    dense = torch.compile(mlp, fullgraph=True, dynamic=False)
+    dense = compiled(mlp)
 
     def moe_step() -> None:
         (fast(x)[0] * probe).sum().backward()
@@ -363,15 +363,15 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
                 except RuntimeError as err:  # keep the eager timings of every shape
                     blocked = f"capture failed: {err}".splitlines()[0][:300]
                     times.pop("graph_grouped", None)
-        compiled: dict[str, Any] = {}
+        compile_row: dict[str, Any] = {}
         if getattr(args, "compile", False):
             capture = graphs and blocked is None
-            compiled = _compiled_times(layer, x, probe, (dense1, dense2), ref, args, capture)
-            times.update(compiled.pop("times", {}))
+            compile_row = _compiled_times(layer, x, probe, (dense1, dense2), ref, args, capture)
+            times.update(compile_row.pop("times", {}))
         row: dict[str, Any] = {"width": width, "experts": K, "top_k": k, "hidden": hidden}
         if graphs and blocked is not None:
             row["graph_skipped"] = blocked
-        row.update(compiled)
+        row.update(compile_row)
         row.update({name: float(f"{v:.3g}") for name, v in errors.items()})
         row.update(kernels)
         for name, seconds in times.items():

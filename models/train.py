@@ -279,10 +279,11 @@ def compile_blocker(cfg: ModelConfig, device: torch.device) -> str | None:
     return graph_blocker(cfg, device)
 
 
-def _compiled(module: torch.nn.Module) -> torch.nn.Module:
-    """``module`` compiled as one graph (``fullgraph``: a break raises instead of silently
-    running eager pieces), specialised to the shapes it sees (``dynamic=False``)."""
-    return torch.compile(module, fullgraph=True, dynamic=False)  # type: ignore[return-value]
+def compiled(fn: Any) -> Any:
+    """``fn`` (a module or a function) compiled as one graph (``fullgraph``: a break raises
+    instead of silently running eager pieces), specialised to the shapes it sees
+    (``dynamic=False``). The one set of compile settings: the trainer's and the MoE bench's."""
+    return torch.compile(fn, fullgraph=True, dynamic=False)
 
 
 def _graphed_forward(
@@ -302,12 +303,12 @@ def _graphed_forward(
     kernels (fixed-length tasks, the common case), and it is exact only for batches without
     PAD: the trainer checks each batch in its one read per step. A batch with PAD (a
     curriculum's shorter graphs) captures the masked path, right for every batch. With
-    ``compile``, the module captured is the compiled one (:func:`_compiled`)."""
+    ``compile``, the module captured is the compiled one (:func:`compiled`)."""
     no_pad = _no_pad(model, example)  # read before capture begins
     module = _ForwardAux(model, no_pad, own_code=compile)
     with torch.autocast("cuda", torch.bfloat16, cache_enabled=False):
         graphed = torch.cuda.make_graphed_callables(
-            _compiled(module) if compile else module, (example,)
+            compiled(module) if compile else module, (example,)
         )
     return graphed, no_pad  # type: ignore[return-value]
 
@@ -578,7 +579,7 @@ def _train(
                 pad_check = model.cfg.pad_token if no_pad else None
             elif cfg.compile and graphed is None:
                 no_pad = _no_pad(model, x)
-                graphed = _compiled(_ForwardAux(model, no_pad, own_code=True))
+                graphed = compiled(_ForwardAux(model, no_pad, own_code=True))
                 pad_check = model.cfg.pad_token if no_pad else None
             forward = model.forward_aux if graphed is None else graphed
             with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):

@@ -587,13 +587,13 @@ def compiled_count(monkeypatch):
     from models import train as train_module
 
     made = []
-    real = train_module._compiled
+    real = train_module.compiled
 
     def counting(module):
         made.append(module)
         return real(module)
 
-    monkeypatch.setattr(train_module, "_compiled", counting)
+    monkeypatch.setattr(train_module, "compiled", counting)
     return made
 
 

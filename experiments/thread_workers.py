@@ -80,6 +80,11 @@ def _serve(inbox: Any, results: Connection, threads: int, parent: int) -> None:
     ``threads`` threads and send pickled (key, ok, value or error text) on ``results``;
     stop at ``None``."""
     exit_with_parent(parent)
+    dump_s = float(os.environ.get("PARROTS_HANG_DUMP_S") or 0)
+    if dump_s > 0:  # debugging a stuck worker: every thread's stack to stderr, every dump_s
+        import faulthandler
+
+        faulthandler.dump_traceback_later(dump_s, repeat=True)
 
     from models.capture_gate import GATE
 

@@ -25,6 +25,7 @@ runs/hour.
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from typing import Any
@@ -135,6 +136,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "runs_per_hour": round(args.runs * 3600 / seconds, 1),
             "mean_run_s": round(sum(walls) / len(walls), 3) if walls else None,
         }
+        # each pass as it ends: a bench stopped later still leaves what it measured
+        print(f"{name}: {passes[name]}", file=sys.stderr, flush=True)
     import torch
 
     alone, concurrent = passes["sequential"]["seconds"], passes["concurrent"]["seconds"]

@@ -20,8 +20,8 @@ bf16 on CUDA and fp32 on CPU (``--dtype`` to override), the five shapes of issue
 (forward and the gradients of the input and every weight), replayed: what they cost inside a
 graphed training step, where kernel launches no longer count (``graph_grouped_over_dense``).
 The loop and naive variants read counts back to the host and cannot be captured. A shape
-whose grouped path cannot be captured (``models.train.graph_blocker``: not bf16, rows not
-16-byte aligned, no sm90/sm100 kernels), or whose capture fails, keeps its eager timings and
+whose grouped path cannot be captured (``models.train.graph_blocker``: not bf16, no sm90/sm100
+kernels), or whose capture fails, keeps its eager timings and
 says why under ``graph_skipped``.
 
 ``--compile`` also times the grouped and the dense step with the layer's forward compiled by

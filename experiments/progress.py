@@ -70,7 +70,7 @@ class DeviceUse:
     """What the rows of one device say about its time (see the module docstring)."""
 
     device: str
-    runs: int  # rows with a timed interval
+    runs: int  # finished rows (status ok) with a timed interval
     busy_s: float
     run_s: float  # the sum of the runs' own wall times
 
@@ -96,16 +96,19 @@ class DeviceUse:
 
 def device_use(rows: Iterable[Mapping[str, Any]]) -> list[DeviceUse]:
     """Busy time, run count and summed wall time per device, busiest first. Rows without a
-    wall time or an end stamp (a worker that died) are not counted."""
+    wall time or an end stamp (a worker that died) are not counted. A failed run's time is
+    busy time, but only finished runs count as runs: a run refused at once is no throughput."""
     spans: dict[str, list[tuple[float, float]]] = {}
+    done: Counter[str] = Counter()
     for row in rows:
         wall, end = row.get("wall_s"), _end_time(row)
         if not isinstance(wall, (int, float)) or end is None or wall < 0:
             continue
         device = str((row.get("provenance") or {}).get("device") or "?")
         spans.setdefault(device, []).append((end - float(wall), end))
+        done[device] += row.get("status") == "ok"
     out = [
-        DeviceUse(name, len(s), union_length(s), sum(b - a for a, b in s))
+        DeviceUse(name, done[name], union_length(s), sum(b - a for a, b in s))
         for name, s in spans.items()
     ]
     return sorted(out, key=lambda u: -u.busy_s)
@@ -118,6 +121,9 @@ def render_devices(devices: Iterable[DeviceUse], missing: int = 0) -> list[str]:
     lines = []
     for u in devices:
         rph, conc = u.runs_per_hour, u.concurrency
+        if not u.runs:  # failed runs only: busy time, no rate to extrapolate from
+            lines.append(f"{u.device}: no finished runs ({u.busy_s / 60:.1f} busy minutes)")
+            continue
         rate = "" if rph is None else f", {rph:.0f} runs/hour, {conc:.1f} runs in flight"
         lines.append(f"{u.device}: {u.runs} runs in {u.busy_s / 60:.1f} busy minutes{rate}")
         if missing and rph:

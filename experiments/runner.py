@@ -152,7 +152,7 @@ def execute_run(
             "error": f"{type(err).__name__}: {err}",
             "traceback": tail[-2000:],
         }
-        device = None
+        device = _requested_device(config)  # where it failed: the card, not the host's CPU
     row["wall_s"] = round(time.perf_counter() - start, 3)
     row["provenance"] = provenance(device if isinstance(device, str) else None)
     if code_sha is not None:
@@ -535,6 +535,15 @@ def run_sweep(
 
 def _lost(err: BaseException) -> bool:
     return isinstance(err, BrokenProcessPool) or type(err).__module__.startswith("submitit")
+
+
+def _requested_device(config: dict[str, Any]) -> str:
+    """The device a run asked for, with ``auto`` resolved as the trainer resolves it."""
+    device = str(config.get("device", "auto"))
+    if device == "auto":
+        torch = sys.modules.get("torch")
+        device = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+    return device
 
 
 def _infrastructure_failure(

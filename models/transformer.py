@@ -328,16 +328,13 @@ class DenseMLP(nn.Module):
         return self.fc2(_activation(self.activation, self.fc1(x))), None
 
 
-def grouped_mm_runs(device: torch.device, dtype: torch.dtype, inner: int, outer: int) -> bool:
-    """Whether ``torch._grouped_mm`` runs rows of width ``inner`` times (K, inner, outer) here;
-    otherwise the MoE's grouped path loops over the sorted segments. Both kernels want every
-    stride a multiple of 16 bytes; CUDA's wants bf16 on sm90 or later. A ``meta`` device
-    (shapes only) counts as CUDA, so a test can run the model there to check it reads nothing
-    back to the host."""
+def grouped_mm_runs(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether ``torch._grouped_mm`` has a kernel for ``dtype`` on ``device``; otherwise the
+    MoE's grouped path loops over the sorted segments. CUDA's wants bf16 on sm90 or later.
+    A ``meta`` device (shapes only) counts as CUDA, so a test can run the model there to
+    check it reads nothing back to the host. Any width runs: :func:`grouped_mm_pad` pads the
+    rows to the 16 bytes both kernels want."""
     if not hasattr(torch, "_grouped_mm"):
-        return False
-    per16 = 16 // dtype.itemsize
-    if inner % per16 or outer % per16:
         return False
     if device.type == "meta":
         return dtype == torch.bfloat16
@@ -346,9 +343,11 @@ def grouped_mm_runs(device: torch.device, dtype: torch.dtype, inner: int, outer:
     return device.type == "cpu" and dtype in (torch.float32, torch.bfloat16, torch.float16)
 
 
-def _grouped_mm_ok(a: Tensor, w: Tensor) -> bool:
-    """Whether ``torch._grouped_mm`` can run a @ w here (else the segment loop does)."""
-    return a.dtype == w.dtype and grouped_mm_runs(a.device, a.dtype, a.shape[1], w.shape[2])
+def grouped_mm_pad(n: int, dtype: torch.dtype) -> int:
+    """The smallest size >= n whose rows are a multiple of 16 bytes (``torch._grouped_mm``
+    wants every stride so): 8 bf16 or 4 fp32 values."""
+    per16 = 16 // dtype.itemsize
+    return -(-n // per16) * per16
 
 
 class _ContiguousGrad(torch.autograd.Function):
@@ -549,8 +548,18 @@ class MoEMLP(nn.Module):
         """All experts on rows xs (S, m) sorted by expert (segment ends ``ends``); rows past
         the last segment (``partial``) give exact zeros and get zero gradient."""
         dtype = xs.dtype
-        w1, w2 = self.w1.to(dtype), self.w2.to(dtype)
-        if _grouped_mm_ok(xs, w1.transpose(-2, -1)) and _grouped_mm_ok(xs, w2):
+        if grouped_mm_runs(xs.device, dtype):
+            w1, w2 = self.w1.to(dtype), self.w2.to(dtype)  # (K, d, m), (K, m, d)
+            b1 = None if self.b1 is None else self.b1.to(dtype)
+            m, d = xs.shape[1], w1.shape[1]
+            mp, dp = grouped_mm_pad(m, dtype), grouped_mm_pad(d, dtype)
+            if (mp, dp) != (m, d):
+                # zero columns to 16-byte rows: a padded hidden unit has zero weights and
+                # bias, so its activation (ReLU or GELU of 0) is 0 and it adds nothing; the
+                # padded output columns are dropped; pad's backward slices the gradients
+                xs = F.pad(xs, (0, mp - m))
+                w1, w2 = F.pad(w1, (0, mp - m, 0, dp - d)), F.pad(w2, (0, dp - d, 0, mp - m))
+                b1 = None if b1 is None else F.pad(b1, (0, dp - d))
             # grouped_mm leaves rows past the last offset uninitialised, forward (its output)
             # and backward (the gradient of its input): ``where`` (a select, not a product,
             # so garbage cannot turn into NaN) cleans both sides of each product
@@ -563,10 +572,12 @@ class MoEMLP(nn.Module):
 
             offs = ends.int()
             h = clean(_gmm(clean(xs), w1.transpose(-2, -1), offs))
-            if self.b1 is not None:
-                h = h + self.b1.to(dtype)[e_sorted]
+            if b1 is not None:
+                h = h + b1[e_sorted]
             h = _activation(self.activation, h)
             y = clean(_gmm(clean(h), w2.transpose(-2, -1), offs))
+            if mp != m:
+                y = y[:, :m]
             if self.b2 is not None:
                 y = clean(y + self.b2.to(dtype)[e_sorted])
             return y

@@ -23,6 +23,7 @@ def row(start_s: float, wall_s: float | None, device: str = "gpu", **extra) -> d
     """A row whose run started ``start_s`` seconds after T0 and took ``wall_s``."""
     end = T0 + timedelta(seconds=start_s + (wall_s or 0))
     return {
+        "status": "ok",
         "wall_s": wall_s,
         "provenance": {"device": device, "time": end.strftime("%Y-%m-%dT%H:%M:%S%z")},
         **extra,
@@ -55,14 +56,15 @@ def test_device_time_is_the_union_of_overlapping_runs_and_skips_gaps():
         row(50, 100),  # ... a third from 50 s to 150 s
         row(3600, 60),  # an hour later, another sitting: the gap is not counted
         row(0, 30, device="cpu"),
+        row(200, 10, status="failed"),  # busy time, but no finished run
         row(10, None),  # a worker that died: no interval
         {"wall_s": 5.0, "provenance": {"device": "gpu"}},  # no end stamp
     ]
     uses = {u.device: u for u in device_use(rows)}
     gpu = uses["gpu"]
-    assert (gpu.runs, gpu.busy_s, gpu.run_s) == (4, 210.0, 360.0)
-    assert gpu.runs_per_hour == pytest.approx(4 / 210 * 3600)
-    assert gpu.concurrency == pytest.approx(360 / 210)
+    assert (gpu.runs, gpu.busy_s, gpu.run_s) == (4, 220.0, 370.0)
+    assert gpu.runs_per_hour == pytest.approx(4 / 220 * 3600)
+    assert gpu.concurrency == pytest.approx(370 / 220)
     assert (uses["cpu"].runs, uses["cpu"].busy_s) == (1, 30.0)
     assert [u.device for u in device_use(rows)] == ["gpu", "cpu"]  # busiest first
 
@@ -105,7 +107,9 @@ def test_status_counts_ok_failed_and_missing_per_grid(tmp_path):
     assert counts == {"a": (3, 2, 0, 1), "b": (2, 0, 1, 1)}
     assert (status.planned, status.ok, status.failed, status.missing) == (5, 2, 1, 2)
     assert status.stray == 1
-    assert sum(u.runs for u in status.devices) == 3  # the stray row is not this sweep's
+    # 2 finished runs (the failed one's time is busy time, not a run); the stray row is not
+    # this sweep's
+    assert sum(u.runs for u in status.devices) == 2
     [(rid, grid, error)] = status.failures()
     assert rid == run_id(sweep.runs()[3]) and grid == "b" and "fail" in error.lower()
     assert f"failed {rid[:8]} (b): {error}" in status.render()

@@ -96,6 +96,12 @@ def test_failed_runs_are_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     bad = [r for r in rows if r["status"] == "failed"]
     assert sorted(r["config"]["value"] for r in bad) == [1, 4]
     assert all("fails on purpose" in r["error"] and r["metrics"] == {} for r in bad)
+    # a failed run is put on the device it asked for (auto: the GPU if there is one), not
+    # on the host's processor name, so --status does not list it as a device of its own
+    import torch
+
+    card = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    assert all(r["provenance"]["device"] == card for r in bad)
     assert all(r["error"] is None for r in rows if r["status"] == "ok")
     assert run_sweep(sweep, **kw).ran == 0  # failures are results: not retried by default
     retry = run_sweep(sweep, retry_failed=True, **kw)

@@ -168,8 +168,19 @@ def test_grouped_and_loop_dispatch_agree_in_float64(
         torch.testing.assert_close(pf.grad, pr.grad, rtol=1e-10, atol=1e-10, msg=name)
 
 
-@pytest.mark.parametrize(("k", "capacity"), [(1, None), (2, None), (2, 1.0)])
-def test_grouped_mm_path_matches_loop_in_float32(k, capacity, monkeypatch):
+@pytest.mark.parametrize(
+    ("k", "capacity", "width", "hidden", "extra"),
+    [
+        (1, None, 16, 32, {}),
+        (2, None, 16, 32, {}),
+        (2, 1.0, 16, 32, {}),
+        # rows of 6 and 10 fp32 values are not 16 bytes: the grouped path pads them with zeros
+        (1, None, 6, 10, {"bias": True, "activation": "gelu"}),
+        (2, 1.0, 6, 10, {"bias": True, "activation": "relu"}),
+        (2, None, 10, 6, {"bias": False, "activation": "gelu"}),
+    ],
+)
+def test_grouped_mm_path_matches_loop_in_float32(k, capacity, width, hidden, extra, monkeypatch):
     calls = []
     real = torch._grouped_mm
 
@@ -181,31 +192,41 @@ def test_grouped_mm_path_matches_loop_in_float32(k, capacity, monkeypatch):
     kw = {
         "experts": 8,
         "top_k": k,
-        "width": 16,
-        "hidden": 32,
+        "width": width,
+        "hidden": hidden,
         "dtype": torch.float32,
         "capacity_factor": capacity,
+        **extra,
     }
     ref, fast = moe(dispatch="loop", **kw), moe(dispatch="grouped", **kw)
-    x = x_of(64, 16, dtype=torch.float32)
+    x = x_of(64, width, dtype=torch.float32)
     xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
     yr, yf = ref(xr)[0], fast(xf)[0]
     assert calls, "the grouped path should have used torch._grouped_mm on this shape"
+    assert yf.shape == x.shape
     torch.testing.assert_close(yf, yr, rtol=1e-5, atol=1e-5)
     yr.square().sum().backward()
     yf.square().sum().backward()
     torch.testing.assert_close(xf.grad, xr.grad, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(fast.w1.grad, ref.w1.grad, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(
-        fast.router.weight.grad, ref.router.weight.grad, rtol=1e-4, atol=1e-4
-    )
+    for (name, pr), pf in zip(ref.named_parameters(), fast.parameters(), strict=True):
+        assert pf.grad.shape == pf.shape, name  # the padding never reaches a parameter
+        torch.testing.assert_close(pf.grad, pr.grad, rtol=1e-4, atol=1e-4, msg=name)
 
 
 def test_grouped_mm_support_rule():
-    a = torch.zeros(4, 8)
-    assert transformer._grouped_mm_ok(a, torch.zeros(2, 8, 16))
-    assert not transformer._grouped_mm_ok(a[:, :6], torch.zeros(2, 6, 16))  # 24-byte rows
-    assert not transformer._grouped_mm_ok(a.double(), torch.zeros(2, 8, 16).double())
+    cpu, meta = torch.device("cpu"), torch.device("meta")
+    assert transformer.grouped_mm_runs(cpu, torch.float32)
+    assert not transformer.grouped_mm_runs(cpu, torch.float64)  # the segment loop runs it
+    assert transformer.grouped_mm_runs(meta, torch.bfloat16)
+    assert not transformer.grouped_mm_runs(meta, torch.float32)
+    # 16-byte rows: 8 bf16 or 4 fp32 values
+    assert [transformer.grouped_mm_pad(n, torch.bfloat16) for n in (1, 8, 98, 392)] == [
+        8,
+        8,
+        104,
+        392,
+    ]
+    assert [transformer.grouped_mm_pad(n, torch.float32) for n in (1, 4, 6, 10)] == [4, 4, 8, 12]
 
 
 @pytest.mark.parametrize("dispatch", ["grouped", "loop"])

@@ -382,8 +382,9 @@ def test_graph_blocker_names_the_models_a_graph_cannot_capture():
     assert graph_blocker(ModelConfig(**base, experts=4, top_k=2), meta) is None
     loop = ModelConfig(**base, experts=4, top_k=2, dispatch="loop")
     assert "loop dispatch" in graph_blocker(loop, meta)
-    odd = ModelConfig(**{**base, "width": 12}, experts=4, top_k=2)  # 24-byte bf16 rows
-    assert "multiples of 8" in graph_blocker(odd, meta)
+    # 24-byte bf16 rows: the grouped path pads them to 16 bytes, so this one captures too
+    # (the width-98 MoE of the parameter-matched grids was refused before the padding)
+    assert graph_blocker(ModelConfig(**{**base, "width": 12}, experts=4, top_k=2), meta) is None
     assert "need a CUDA device" in graph_blocker(ModelConfig(**base), torch.device("cpu"))
 
 

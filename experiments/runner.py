@@ -98,7 +98,7 @@ def _curve_summary(evals: list[list[float]]) -> dict[str, Any]:
 
 # how a run executes, not what it computes: ``device_sampler`` draws the same distribution
 # of graphs with torch on the device (other instances, the same experiment)
-EXECUTION_OPTIONS = ("cuda_graph", "device_sampler", "compile")
+EXECUTION_OPTIONS = ("cuda_graph", "device_sampler", "compile", "guard_interval")
 
 
 def execute_run(

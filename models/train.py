@@ -72,12 +72,20 @@ class TrainConfig:
     device: str = "auto"
     cuda_graph: bool = False  # replay forward and backward as CUDA graphs (see ``train``)
     compile: bool = False  # forward (and backward) compiled by torch.compile (see ``train``)
+    guard_interval: int = 1  # steps between the guard's device->host reads (see ``train``)
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> None:
             raise InputError(f"TrainConfig: {msg}")
 
-        for name in ("steps", "batch_size", "eval_interval", "log_interval", "eval_batch_size"):
+        for name in (
+            "steps",
+            "batch_size",
+            "eval_interval",
+            "log_interval",
+            "eval_batch_size",
+            "guard_interval",
+        ):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
                 bad(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not self.lr > 0 or not math.isfinite(self.lr):
@@ -470,6 +478,15 @@ def train(
     ``cfg.compile`` compiles the forward (AOTAutograd the backward) with ``torch.compile``
     on the first batch's shape, PAD mode chosen as for a graph (with both, the compiled
     forward is what is captured); evaluation stays eager.
+
+    The guard (a non-finite loss or gradient norm, and a PAD batch fed to a graph captured
+    without the mask) needs values from the device, and each read stalls the host until the
+    device has caught up. ``cfg.guard_interval`` = n reads them once every n steps (and
+    before every log row, evaluation and checkpoint), checking each step's values in order:
+    with n = 1 a bad step stops the run before its update; with n > 1 up to n - 1 updates
+    after it have been applied when the run stops, but no checkpoint ever holds them (the
+    last good one is kept) and the error names the first bad step. A run that stays finite
+    computes exactly the same with any n; a larger n only lets the host queue steps ahead.
     Several trainings may run at once on threads of one process (each on its own CUDA
     stream): they share :data:`models.capture_gate.GATE`, so that none works on the device
     while another captures. A caller that runs trainings on threads must hold the gate
@@ -488,6 +505,40 @@ def train(
                 # collect it now, while this run holds the gate and no other can be
                 # capturing, not in whichever thread next triggers a collection
                 gc.collect()
+
+
+def _guard(
+    bad: int,
+    now: int,
+    loss_value: float,
+    norm_value: float,
+    has_pad: list[float],
+    cfg: TrainConfig,
+    out: Path | None,
+) -> Exception | None:
+    """The error that stops a run whose step ``bad`` is bad, found at step ``now`` (the
+    guard reads every ``cfg.guard_interval`` steps), or None if step ``bad`` is fine."""
+    if now == bad:
+        when = "stopped before the update"
+    else:
+        when = (
+            f"found at step {now} (the guard reads every {cfg.guard_interval} steps), after "
+            f"the updates of steps {bad}-{now - 1}"
+        )
+    kept = f"Last good checkpoint kept at {out / CHECKPOINT}" if out else ""
+    if has_pad and has_pad[0]:
+        how = "cuda_graph" if cfg.cuda_graph else "compile"
+        made = "graph was captured" if cfg.cuda_graph else "forward was compiled"
+        return InputError(
+            f"{how}: the {made} on a batch without PAD (no mask), and step {bad}'s batch has "
+            f"PAD; {when}. Run without {how}, or with a sampler whose first batch has PAD when "
+            f"later ones do. {kept}".rstrip()
+        )
+    if not math.isfinite(loss_value):
+        return TrainingDiverged(f"non-finite loss ({loss_value}) at step {bad}; {when}. {kept}")
+    if not math.isfinite(norm_value):
+        return TrainingDiverged(f"non-finite gradient norm at step {bad}; {when}. {kept}")
+    return None
 
 
 def _train(
@@ -541,6 +592,7 @@ def _train(
     stream_warning_off = False  # turned off for this run's graph, restored on the way out
     started = time.perf_counter()
     tokens_seen, last_eval, stopped_early, step = 0, None, False, start_step
+    pending: list[tuple[int, Tensor]] = []  # (step, guard inputs) not yet read back
     bar = tqdm(
         range(start_step, cfg.steps),
         initial=start_step,
@@ -591,36 +643,29 @@ def _train(
             loss.backward()
             clip = cfg.grad_clip if cfg.grad_clip is not None else float("inf")
             grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
-            # one device->host read per step (each read stalls the GPU queue): the guard's inputs
+            # the guard's inputs, read back once every guard_interval steps (each read stalls
+            # the host until the device has caught up): one small row per step
             read = [loss.detach().float(), task_loss.detach().float(), grad_norm.float()]
             if pad_check is not None:
                 read.append(torch.eq(x, pad_check).any().float())
-            loss_value, tl, norm_value, *has_pad = torch.stack(read).tolist()
-            if has_pad and has_pad[0]:
-                bar.close()
-                how = "cuda_graph" if cfg.cuda_graph else "compile"
-                made = "graph was captured" if cfg.cuda_graph else "forward was compiled"
-                raise InputError(
-                    f"{how}: the {made} "
-                    f"on a batch without PAD (no mask), and step {step}'s batch has PAD; stopped "
-                    f"before the update. Run without {how}, or with a sampler whose first batch "
-                    "has PAD when later ones do"
-                )
-            if not math.isfinite(loss_value):
-                bar.close()
-                raise TrainingDiverged(
-                    f"non-finite loss ({loss_value}) at step {step}; stopped before the update. "
-                    + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
-                )
-            if not math.isfinite(norm_value):
-                bar.close()
-                raise TrainingDiverged(
-                    f"non-finite gradient norm at step {step}; stopped before the update. "
-                    + (f"Last good checkpoint kept at {out / CHECKPOINT}" if out else "")
-                )
+            pending.append((step, torch.stack(read)))
+            done = step + 1
+            if (
+                len(pending) >= cfg.guard_interval
+                or done % cfg.log_interval == 0
+                or done % cfg.eval_interval == 0
+                or done == cfg.steps
+            ):
+                rows = torch.stack([r for _, r in pending]).tolist()  # the one read
+                for (s, _), (bad_loss, _, bad_norm, *has_pad) in zip(pending, rows, strict=True):
+                    stop = _guard(s, step, bad_loss, bad_norm, has_pad, cfg, out)
+                    if stop is not None:
+                        bar.close()
+                        raise stop
+                loss_value, tl, norm_value = rows[-1][:3]  # this step's: a log row's values
+                pending.clear()
             optimizer.step()
             tokens_seen += x.numel()
-            done = step + 1
             if done % cfg.log_interval == 0 or done == cfg.steps:
                 row = {
                     "kind": "train",

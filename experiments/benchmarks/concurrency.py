@@ -56,6 +56,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="numpy", choices=("numpy", "device"))
     p.add_argument("--cuda-graph", action="store_true", help="replay steps as CUDA graphs")
     p.add_argument("--compile", action="store_true", help="compile each run with torch.compile")
+    p.add_argument(
+        "--guard-interval",
+        type=int,
+        default=1,
+        metavar="N",
+        help="steps between each run's guard reads from the device (1: every step)",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sampler": args.sampler,
         "cuda_graph": args.cuda_graph,
         "compile": args.compile,
+        "guard_interval": getattr(args, "guard_interval", 1),
     }
     passes = {}
     for name, workers, per in layouts:

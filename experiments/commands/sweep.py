@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 from experiments.progress import device_use, render_devices, sweep_status
 from experiments.results import RESULTS_DIR
@@ -76,6 +77,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="draw graph batches with torch on the training device, the same distribution "
         "(an execution option: run ids unchanged; runs with a curriculum keep numpy)",
     )
+    p.add_argument(
+        "--guard-interval",
+        type=int,
+        default=None,
+        metavar="N",
+        help="read the trainer's NaN/PAD guard every N steps, not every step (an execution "
+        "option: a finite run computes the same; run ids unchanged)",
+    )
     p.add_argument("--list", action="store_true", help="print the runs and exit")
     p.add_argument(
         "--status",
@@ -140,6 +149,22 @@ def _sweep(args: argparse.Namespace) -> SweepConfig:
     return get_sweep(args.name, args.scale)
 
 
+def _options(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The execution options the flags ask for (experiments.runner.EXECUTION_OPTIONS)."""
+    options: dict[str, Any] = {
+        name: True
+        for name, on in (
+            ("cuda_graph", args.cuda_graph),
+            ("device_sampler", args.device_sampler),
+            ("compile", args.compile),
+        )
+        if on
+    }
+    if args.guard_interval is not None:
+        options["guard_interval"] = args.guard_interval
+    return options or None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.status:
         return status(args)
@@ -163,16 +188,7 @@ def run(args: argparse.Namespace) -> int:
         submitit_cluster=args.cluster,
         only=only,
         stop_after=args.stop_after,
-        options={
-            name: True
-            for name, on in (
-                ("cuda_graph", args.cuda_graph),
-                ("device_sampler", args.device_sampler),
-                ("compile", args.compile),
-            )
-            if on
-        }
-        or None,
+        options=_options(args),
     )
     print(json.dumps(report.to_dict()))
     return 0

@@ -102,6 +102,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="compile the forward with torch.compile (an MoE on a GPU only; models/train.py)",
     )
+    t.add_argument(
+        "--guard-interval",
+        type=int,
+        default=1,
+        metavar="N",
+        help="steps between the NaN/PAD guard's reads from the device (models/train.py)",
+    )
     t.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     o = p.add_argument_group("output")
     o.add_argument("--out", default=None, help="run folder: metrics, checkpoint, config")
@@ -248,6 +255,7 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
         device=args.device,
         cuda_graph=args.cuda_graph,
         compile=args.compile,
+        guard_interval=args.guard_interval,
     )
     return model_cfg, train_cfg
 

@@ -172,9 +172,10 @@ def test_concurrency_benchmark_says_why_its_runs_failed():
 def test_sweep_cli_passes_execution_options_to_every_row(tmp_path, capsys):
     args = ["sweep", "selftest", "--scale", "tiny", "--no-progress", "--only", "value=0,1"]
     args += ["--results", str(tmp_path), "--scratch", str(tmp_path / "s")]
-    assert main([*args, "--cuda-graph", "--device-sampler", "--compile"]) == 0
+    flags = ["--cuda-graph", "--device-sampler", "--compile", "--guard-interval", "8"]
+    assert main([*args, *flags]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = [json.loads(line) for line in Path(report["results"]).read_text().splitlines()]
     assert len(rows) == 2
-    every = {"cuda_graph": True, "device_sampler": True, "compile": True}
+    every = {"cuda_graph": True, "device_sampler": True, "compile": True, "guard_interval": 8}
     assert all(r["options"] == every for r in rows)

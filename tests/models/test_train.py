@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,6 +209,37 @@ def test_nan_guard_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(p).all() for p in good.parameters())
 
 
+def test_a_guard_that_reads_every_few_steps_names_the_first_bad_step(tmp_path):
+    model = _Poisoned(tiny_model().cfg)  # NaN logits from its 4th forward, step 3, on
+    cfg = TrainConfig(steps=10, eval_interval=3, guard_interval=4, **{**FAST, "log_interval": 3})
+    # reads before each evaluation (3 and 6 steps done): step 3 is found at step 5, after
+    # the updates of steps 3 and 4, before the evaluation that would checkpoint them
+    with pytest.raises(TrainingDiverged, match=r"at step 3; found at step 5 .* steps 3-4"):
+        train(model, cfg, contains_mark, held_out(32), out_dir=tmp_path, progress=False)
+    good, state = load_checkpoint(tmp_path / CHECKPOINT)
+    assert state["step"] == 3  # the last good one: 3 steps done, none of them bad
+    assert all(torch.isfinite(p).all() for p in good.parameters())
+
+
+@pytest.mark.parametrize("interval", [2, 7, 100])
+def test_the_guard_interval_changes_nothing_a_finite_run_computes(tmp_path, interval):
+    def run(n: int, where: Path):
+        fast = {**FAST, "log_interval": 4}
+        cfg = TrainConfig(steps=12, eval_interval=6, guard_interval=n, **fast)
+        model = tiny_model()
+        summary = train(model, cfg, contains_mark, held_out(32), out_dir=where, progress=False)
+        rows = [json.loads(line) for line in (where / METRICS).read_text().splitlines()]
+        for row in rows:
+            row.pop("seconds", None)
+        return summary["held_out_accuracy"], model.state_dict(), rows
+
+    acc1, w1, rows1 = run(1, tmp_path / "every")
+    accn, wn, rowsn = run(interval, tmp_path / "few")
+    assert accn == acc1 and rowsn == rows1  # the log rows' losses and norms too
+    for name, value in w1.items():
+        assert torch.equal(wn[name], value), name
+
+
 def test_early_stop_at_target_accuracy():
     cfg = TrainConfig(steps=50, eval_interval=2, target_accuracy=0.01, **FAST)
     summary = train(tiny_model(), cfg, contains_mark, held_out(32), progress=False)
@@ -238,6 +270,8 @@ def test_lr_schedule_warmup_then_cosine():
         {"seed": -1},
         {"device": "tpu"},
         {"eval_interval": 0},
+        {"guard_interval": 0},
+        {"guard_interval": 2.5},
         {"cuda_graph": True, "device": "cpu"},
     ],
 )

@@ -541,8 +541,11 @@ def _requested_device(config: dict[str, Any]) -> str:
     """The device a run asked for, with ``auto`` resolved as the trainer resolves it."""
     device = str(config.get("device", "auto"))
     if device == "auto":
-        torch = sys.modules.get("torch")
-        device = "cuda" if torch is not None and torch.cuda.is_available() else "cpu"
+        try:  # a run may fail before anything imported torch
+            import torch
+        except ImportError:
+            return "cpu"
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     return device
 
 

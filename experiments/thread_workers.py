@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 import pickle
 import threading
 import time
@@ -44,7 +45,10 @@ EXIT_S = 10.0  # on an error, how long all workers together get to stop before t
 
 
 def exit_with_parent(parent: int) -> None:
-    """In a worker: leave (within a second) when the runner that spawned us dies."""
+    """In a worker: leave (within a second) when the runner that spawned us dies; and, for
+    a worker that seems stuck, print every thread's stack to stderr on SIGUSR1, and every
+    ``PARROTS_HANG_DUMP_S`` seconds if that is set (``faulthandler``: works while Python
+    code is blocked, in a lock or in a CUDA call)."""
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -52,6 +56,13 @@ def exit_with_parent(parent: int) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
+    import faulthandler
+
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+    dump_s = float(os.environ.get("PARROTS_HANG_DUMP_S") or 0)
+    if dump_s > 0:
+        faulthandler.dump_traceback_later(dump_s, repeat=True)
 
 
 _local = threading.local()
@@ -80,11 +91,6 @@ def _serve(inbox: Any, results: Connection, threads: int, parent: int) -> None:
     ``threads`` threads and send pickled (key, ok, value or error text) on ``results``;
     stop at ``None``."""
     exit_with_parent(parent)
-    dump_s = float(os.environ.get("PARROTS_HANG_DUMP_S") or 0)
-    if dump_s > 0:  # debugging a stuck worker: every thread's stack to stderr, every dump_s
-        import faulthandler
-
-        faulthandler.dump_traceback_later(dump_s, repeat=True)
 
     from models.capture_gate import GATE
 

@@ -25,6 +25,9 @@ runs/hour.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -57,6 +60,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cuda-graph", action="store_true", help="replay steps as CUDA graphs")
     p.add_argument("--compile", action="store_true", help="compile each run with torch.compile")
     p.add_argument(
+        "--pass-timeout",
+        type=float,
+        default=None,
+        metavar="S",
+        help="give each concurrent pass at most S seconds: a pass still running then has its "
+        "processes' stacks printed (SIGUSR1) and is killed and reported as stalled, and the "
+        "next layout runs",
+    )
+    p.add_argument(
         "--guard-interval",
         type=int,
         default=1,
@@ -65,9 +77,68 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def _timed_pass(sweep: Any, workers: int, per: int) -> tuple[float, list[dict[str, Any]]]:
+    """Run the sweep into a throw-away folder: (seconds, its rows)."""
     from experiments.results import read_rows
     from experiments.runner import run_sweep
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        report = run_sweep(
+            sweep,
+            workers=workers,
+            runs_per_worker=per,
+            results_dir=tmp,
+            scratch_dir=tmp,
+            progress=False,
+        )
+        seconds = time.perf_counter() - start
+        # the rows go with the temporary folder: read them while they exist
+        return seconds, read_rows(report.path)
+
+
+def _pass_child(sweep_json: str, workers: int, per: int, conn: Any) -> None:
+    """In a child process that leads its own process group (its workers join it)."""
+    import faulthandler
+
+    from experiments.sweep import SweepConfig
+
+    os.setpgrp()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    conn.send(_timed_pass(SweepConfig.from_json(sweep_json), workers, per))
+
+
+def _timed_pass_within(
+    sweep: Any, workers: int, per: int, timeout: float
+) -> tuple[float, list[dict[str, Any]]] | None:
+    """:func:`_timed_pass` in a child process, or None if it has not ended after ``timeout``
+    seconds: then every process of the pass prints its threads' stacks (SIGUSR1, see
+    ``experiments.thread_workers.exit_with_parent``) and the pass is killed. The seconds are
+    timed inside the child, so its own start is not counted."""
+    from multiprocessing import get_context
+
+    ctx = get_context("spawn")
+    mine, theirs = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_pass_child, args=(sweep.to_json(), workers, per, theirs))
+    child.start()
+    theirs.close()
+    try:
+        if mine.poll(timeout):
+            return mine.recv()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGUSR1)  # the child and its workers: stacks
+            time.sleep(2.0)  # time to print them
+            os.killpg(child.pid, signal.SIGKILL)
+        child.kill()  # also if it had not yet made its group
+        return None
+    except EOFError:  # the child died without an answer
+        raise RuntimeError(f"the pass's process ended with code {child.exitcode}") from None
+    finally:
+        child.join(timeout=10)
+        mine.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     from experiments.sweep import SweepConfig
     from theory.errors import InputError
 
@@ -103,7 +174,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "compile": args.compile,
         "guard_interval": getattr(args, "guard_interval", 1),
     }
-    passes = {}
+    timeout = getattr(args, "pass_timeout", None)
+    if timeout is not None and not timeout > 0:
+        raise InputError("--pass-timeout must be a positive number of seconds")
+    passes: dict[str, dict[str, Any]] = {}
     for name, workers, per in layouts:
         sweep = SweepConfig(
             name=f"concurrency_{name}",
@@ -112,21 +186,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             fixed=fixed,
             seeds=tuple(range(args.runs)),
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            start = time.perf_counter()
-            report = run_sweep(
-                sweep,
-                workers=workers,
-                runs_per_worker=per,
-                results_dir=tmp,
-                scratch_dir=tmp,
-                progress=False,
-            )
-            seconds = time.perf_counter() - start
-            # the rows go with the temporary folder: read them while they exist
-            rows = read_rows(report.path)
-            failed = [r for r in rows if r.get("status") != "ok"]
-            walls = [float(r["wall_s"]) for r in rows if isinstance(r.get("wall_s"), (int, float))]
+        if timeout is None or name == "sequential":
+            seconds, rows = _timed_pass(sweep, workers, per)
+        else:
+            timed = _timed_pass_within(sweep, workers, per, timeout)
+            if timed is None:
+                print(f"{name}: stalled, killed after {timeout:g} s", file=sys.stderr, flush=True)
+                passes[name] = {"workers": workers, "runs_per_worker": per}
+                passes[name]["stalled_after_s"] = timeout
+                continue
+            seconds, rows = timed
+        failed = [r for r in rows if r.get("status") != "ok"]
+        walls = [float(r["wall_s"]) for r in rows if isinstance(r.get("wall_s"), (int, float))]
         if failed and name in ("sequential", "concurrent"):
             first = failed[0]
             raise RuntimeError(
@@ -148,7 +219,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         print(f"{name}: {passes[name]}", file=sys.stderr, flush=True)
     import torch
 
-    alone, concurrent = passes["sequential"]["seconds"], passes["concurrent"]["seconds"]
+    alone = passes["sequential"]["seconds"]
+    concurrent = passes["concurrent"].get("seconds")  # None: stalled
     device = "cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"
     return {
         "benchmark": "concurrency",
@@ -157,9 +229,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "runs": args.runs,
         "sequential": passes.pop("sequential"),
         "concurrent": passes.pop("concurrent"),
-        "speedup": round(alone / concurrent, 2),
+        "speedup": None if concurrent is None else round(alone / concurrent, 2),
         # the --also layouts, each with its speed-up over the same sequential pass
-        "also": [
+        "also": [  # a failed or stalled layout keeps its reason instead of a speed-up
             {**p, "speedup": round(alone / p["seconds"], 2)} if "seconds" in p else p
             for p in passes.values()
         ],

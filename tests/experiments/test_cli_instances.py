@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,53 @@ def test_sweep_cli_passes_execution_options_to_every_row(tmp_path, capsys):
     assert len(rows) == 2
     every = {"cuda_graph": True, "device_sampler": True, "compile": True, "guard_interval": 8}
     assert all(r["options"] == every for r in rows)
+
+
+def _sleepers(n: int, sleep: float):
+    from experiments.sweep import Grid, SweepConfig
+
+    grid = Grid("ok", axes={"value": list(range(n))})
+    return SweepConfig(
+        name="selftest", scale="tiny", task="selftest", fixed={"sleep": sleep}, grids=(grid,)
+    )
+
+
+def _spawned() -> set[int]:
+    """Live processes started by multiprocessing's spawn (workers and pass children)."""
+    pids = set()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if b"spawn_main" in cmd and state != "Z":  # not the resource tracker
+            pids.add(int(proc.name))
+    return pids
+
+
+@pytest.mark.parametrize("per", [1, 2])
+def test_a_pass_that_outlives_its_timeout_prints_its_stacks_and_is_killed(capfd, per):
+    # the --pass-timeout path: a stuck pass (here, runs that sleep for a minute) must not
+    # stall the bench; its processes' stacks come out on stderr, and none of them survives
+    from experiments.benchmarks.concurrency import _timed_pass_within
+
+    before = _spawned()
+    start = time.perf_counter()
+    assert _timed_pass_within(_sleepers(2, 60.0), 2, per, timeout=8.0) is None
+    assert time.perf_counter() - start < 30  # timeout, 2 s for the stacks, the kill
+    err = capfd.readouterr().err
+    assert "Thread 0x" in err or "Current thread 0x" in err  # faulthandler's dump
+    assert "selftest" in err  # a worker's stack: the run asleep in the task
+    time.sleep(1.0)
+    assert _spawned() <= before  # the pass's child and its workers are gone
+
+
+def test_a_pass_within_its_timeout_returns_its_time_and_rows():
+    from experiments.benchmarks.concurrency import _timed_pass_within
+
+    timed = _timed_pass_within(_sleepers(2, 0.0), 2, 1, timeout=120.0)
+    assert timed is not None
+    seconds, rows = timed
+    assert seconds > 0 and sorted(r["config"]["value"] for r in rows) == [0, 1]
+    assert all(r["status"] == "ok" for r in rows)

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 import itertools
 import os
-import signal
 import pickle
+import signal
 import threading
 import time
 from collections.abc import Callable

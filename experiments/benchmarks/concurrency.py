@@ -125,10 +125,12 @@ def _timed_pass_within(
     try:
         if mine.poll(timeout):
             return mine.recv()
+        group = child.pid  # the group the child made: it and its workers
+        assert group is not None  # started above
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(child.pid, signal.SIGUSR1)  # the child and its workers: stacks
+            os.killpg(group, signal.SIGUSR1)  # every thread's stack, in every process
             time.sleep(2.0)  # time to print them
-            os.killpg(child.pid, signal.SIGKILL)
+            os.killpg(group, signal.SIGKILL)
         child.kill()  # also if it had not yet made its group
         return None
     except EOFError:  # the child died without an answer

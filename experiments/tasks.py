@@ -87,7 +87,7 @@ def _train_config(config: dict[str, Any], steps: int | None = None, target: floa
         device=str(config.get("device", "auto")),
         cuda_graph=bool(config.get("cuda_graph", False)),
         compile=bool(config.get("compile", False)),
-        guard_interval=int(config.get("guard_interval", 1)),
+        guard_interval=config.get("guard_interval", 1),  # TrainConfig checks it
     )
 
 

@@ -98,14 +98,28 @@ def _timed_pass(sweep: Any, workers: int, per: int) -> tuple[float, list[dict[st
 
 
 def _pass_child(sweep_json: str, workers: int, per: int, conn: Any) -> None:
-    """In a child process that leads its own process group (its workers join it)."""
-    import faulthandler
-
+    """In a child process that leads its own process group (its workers join it). Out of
+    the bench's group, a kill of the bench no longer reaches it: it leaves when the bench
+    dies (``exit_with_parent``, which also answers SIGUSR1 with every thread's stack), and
+    its workers leave when it does."""
     from experiments.sweep import SweepConfig
+    from experiments.thread_workers import exit_with_parent
 
     os.setpgrp()
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    exit_with_parent(os.getppid())
     conn.send(_timed_pass(SweepConfig.from_json(sweep_json), workers, per))
+
+
+def _kill_group(child: Any, stacks: bool) -> None:
+    """SIGKILL the child's process group (first SIGUSR1 for the stacks, if asked), and the
+    child itself, also if it had not yet made its group."""
+    group = child.pid
+    with contextlib.suppress(ProcessLookupError):
+        if stacks:
+            os.killpg(group, signal.SIGUSR1)  # every thread's stack, in every process
+            time.sleep(2.0)  # time to print them
+        os.killpg(group, signal.SIGKILL)
+    child.kill()
 
 
 def _timed_pass_within(
@@ -125,16 +139,14 @@ def _timed_pass_within(
     try:
         if mine.poll(timeout):
             return mine.recv()
-        group = child.pid  # the group the child made: it and its workers
-        assert group is not None  # started above
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(group, signal.SIGUSR1)  # every thread's stack, in every process
-            time.sleep(2.0)  # time to print them
-            os.killpg(group, signal.SIGKILL)
-        child.kill()  # also if it had not yet made its group
+        _kill_group(child, stacks=True)
         return None
     except EOFError:  # the child died without an answer
+        child.join(timeout=10)
         raise RuntimeError(f"the pass's process ended with code {child.exitcode}") from None
+    except BaseException:  # Ctrl-C while waiting: the pass must not outlive the bench
+        _kill_group(child, stacks=False)
+        raise
     finally:
         child.join(timeout=10)
         mine.close()
@@ -144,8 +156,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from experiments.sweep import SweepConfig
     from theory.errors import InputError
 
-    if min(args.runs, args.workers, args.runs_per_worker, args.steps) < 1:
-        raise InputError("--runs, --workers, --runs-per-worker and --steps must be positive")
+    guard = getattr(args, "guard_interval", 1)
+    if min(args.runs, args.workers, args.runs_per_worker, args.steps, guard) < 1:
+        raise InputError(
+            "--runs, --workers, --runs-per-worker, --steps and --guard-interval must be positive"
+        )
     layouts = [("sequential", 1, 1), ("concurrent", args.workers, args.runs_per_worker)]
     for part in filter(None, getattr(args, "also", "").split(",")):
         try:
@@ -174,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sampler": args.sampler,
         "cuda_graph": args.cuda_graph,
         "compile": args.compile,
-        "guard_interval": getattr(args, "guard_interval", 1),
+        "guard_interval": guard,
     }
     timeout = getattr(args, "pass_timeout", None)
     if timeout is not None and not timeout > 0:

@@ -161,6 +161,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any] | None:
         if on
     }
     if args.guard_interval is not None:
+        if args.guard_interval < 1:  # before any run starts, not as a failed row per run
+            raise InputError(f"--guard-interval must be at least 1, got {args.guard_interval}")
         options["guard_interval"] = args.guard_interval
     return options or None
 

@@ -191,34 +191,41 @@ def _sleepers(n: int, sleep: float):
     )
 
 
-def _spawned() -> set[int]:
-    """Live processes started by multiprocessing's spawn (workers and pass children)."""
-    pids = set()
+def _group_members(group: int) -> list[int]:
+    """Live (not zombie) processes whose process group is ``group``."""
+    pids = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            cmd = (proc / "cmdline").read_bytes()
-            state = (proc / "stat").read_text().split(")")[-1].split()[0]
+            fields = (proc / "stat").read_text().split(")")[-1].split()
         except OSError:
             continue
-        if b"spawn_main" in cmd and state != "Z":  # not the resource tracker
-            pids.add(int(proc.name))
+        if fields[0] != "Z" and int(fields[2]) == group:  # state, ppid, pgrp
+            pids.append(int(proc.name))
     return pids
 
 
 @pytest.mark.parametrize("per", [1, 2])
-def test_a_pass_that_outlives_its_timeout_prints_its_stacks_and_is_killed(capfd, per):
+def test_a_pass_that_outlives_its_timeout_prints_its_stacks_and_is_killed(capfd, monkeypatch, per):
     # the --pass-timeout path: a stuck pass (here, runs that sleep for a minute) must not
     # stall the bench; its processes' stacks come out on stderr, and none of them survives
-    from experiments.benchmarks.concurrency import _timed_pass_within
+    from experiments.benchmarks import concurrency
 
-    before = _spawned()
+    groups: list[int] = []
+    kill = concurrency._kill_group
+
+    def spy(child, stacks):
+        groups.append(child.pid)  # the child leads the pass's process group
+        assert _group_members(child.pid)  # the pass is alive when it is killed
+        kill(child, stacks)
+
+    monkeypatch.setattr(concurrency, "_kill_group", spy)
     start = time.perf_counter()
-    assert _timed_pass_within(_sleepers(2, 60.0), 2, per, timeout=8.0) is None
+    assert concurrency._timed_pass_within(_sleepers(2, 60.0), 2, per, timeout=8.0) is None
     assert time.perf_counter() - start < 30  # timeout, 2 s for the stacks, the kill
     err = capfd.readouterr().err
     assert "Thread 0x" in err or "Current thread 0x" in err  # faulthandler's dump
     time.sleep(1.0)
-    assert _spawned() <= before  # the pass's child and its workers are gone
+    assert len(groups) == 1 and _group_members(groups[0]) == []  # nothing of it survives
 
 
 def test_a_pass_within_its_timeout_returns_its_time_and_rows():

@@ -15,6 +15,7 @@ from experiments.progress import device_use, render_devices, sweep_status
 from experiments.results import RESULTS_DIR
 from experiments.runner import EXECUTORS, SCRATCH_DIR, run_sweep, select_runs
 from experiments.sweep import SCALES, SWEEP_NAMES, SweepConfig, get_sweep
+from experiments.table import results_table
 from theory.errors import InputError
 
 
@@ -92,7 +93,20 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="print the runs done, failed and missing per grid, and the device time the rows "
         "record (busy minutes, runs/hour); runs nothing. NAME 'all': every sweep at --scale",
     )
-    p.add_argument("--json", action="store_true", help="with --status: one JSON object")
+    p.add_argument(
+        "--table",
+        action="store_true",
+        help="print the finished runs as a Markdown table: a line per configuration, mean "
+        "[min-max] over its seeds (experiments/table.py); runs nothing",
+    )
+    p.add_argument(
+        "--metric",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="with --table: a metric column (repeatable; default: the sweep's headline metrics)",
+    )
+    p.add_argument("--json", action="store_true", help="with --status or --table: one JSON object")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=run)
 
@@ -167,11 +181,34 @@ def _options(args: argparse.Namespace) -> dict[str, Any] | None:
     return options or None
 
 
+def table(args: argparse.Namespace) -> int:
+    """``--table``: the finished runs, a line per configuration (experiments/table.py)."""
+    if args.name == "all" and args.config is None:
+        raise InputError("--table reads one sweep; give its NAME instead of 'all'")
+    sweep = _sweep(args)
+    found = sweep_status(sweep, args.results, parse_only(args.only))
+    result = results_table(found.rows, args.metric, sweep.name)
+    if args.json:
+        print(json.dumps({"sweep": sweep.name, "scale": sweep.scale, **result.to_dict()}))
+        return 0
+    print(f"{sweep.name}/{sweep.scale}: {found.ok} finished runs ({found.path})\n")
+    print(result.markdown())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.status and args.table:
+        raise InputError("give --status or --table, not both")
+    if args.metric and not args.table:
+        raise InputError("--metric goes with --table")
     if args.status:
         return status(args)
+    if args.table:
+        return table(args)
     if args.json:
-        raise InputError("--json goes with --status (a sweep prints its report as JSON anyway)")
+        raise InputError(
+            "--json goes with --status or --table (a sweep prints its report as JSON anyway)"
+        )
     sweep = _sweep(args)
     only = parse_only(args.only)
     if args.list:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -215,6 +216,14 @@ def run(args: argparse.Namespace) -> int:
         for config in select_runs(sweep.runs(), only):
             print(json.dumps(config, sort_keys=True))
         return 0
+    if args.runs_per_worker > 1:
+        # said where it is used, not only in the README: a user should not lose a GPU lease
+        print(
+            "parrots sweep: note: --runs-per-worker > 1 (threads) has not been seen to work on "
+            "a GPU: on an H100 a threaded layout did not finish (README, 'Concurrency'); "
+            "--workers alone is the tested way to run several at once",
+            file=sys.stderr,
+        )
     report = run_sweep(
         sweep,
         workers=args.workers,

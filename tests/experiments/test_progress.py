@@ -164,3 +164,13 @@ def test_device_lines_extrapolate_the_missing_runs_at_the_measured_rate():
         "  at that rate the 8 missing runs: ~120 min",
     ]
     assert len(render_devices([use])) == 1  # nothing missing, nothing extrapolated
+
+
+def test_cli_sweep_with_threads_says_they_have_not_worked_on_a_gpu(tmp_path, capsys):
+    common = ["sweep", "selftest", "--scale", "tiny", "--results", str(tmp_path)]
+    args = [*common, "--scratch", str(tmp_path / "s"), "--no-progress", "--only", "value=0,1"]
+    assert main([*args, "--runs-per-worker", "2"]) == 0
+    captured = capsys.readouterr()
+    assert "has not been seen to work on a GPU" in captured.err
+    report = json.loads(captured.out.splitlines()[-1])
+    assert (report["ran"], report["failed"]) == (2, 0)

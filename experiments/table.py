@@ -6,7 +6,8 @@ every table of numbers in the README is one command away from the rows it came f
 The rows are a sweep's finished runs (status ``ok``; those ``--only`` selects). Two rows
 belong to one *configuration* when their configs agree on every key but ``seed``. The
 columns that name a configuration are the config keys whose value is not the same in every
-row (a key constant over the table says nothing about any one line); then ``seeds``, the
+row (a key constant over the table says nothing about any one line), ``grid`` first, the
+others in alphabetical order, and the lines sorted by them; then ``seeds``, the
 number of rows, and one column per metric. A metric over the n rows of a line shows
 
     mean [min–max]        (or the one value when n = 1),
@@ -118,7 +119,7 @@ def results_table(
         if not all(_is_number(v) for v in present):
             raise InputError(f"the metric {m!r} is not a number in every row")
     configs = [{k: v for k, v in r["config"].items() if k != "seed"} for r in done]
-    keys = sorted({k for c in configs for k in c})
+    keys = sorted({k for c in configs for k in c}, key=lambda k: (k != "grid", k))  # grid first
     columns = tuple(k for k in keys if len({_hashable(c.get(k)) for c in configs}) > 1)
     lines: dict[tuple[Any, ...], dict[str, list[float | None]]] = {}
     for config, row in zip(configs, done, strict=True):

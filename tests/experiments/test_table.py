@@ -110,3 +110,10 @@ def test_cli_table_of_a_sweep_and_its_errors(tmp_path, capsys):
     assert main(["sweep", "all", "--table"]) == 2
     assert "give its NAME" in capsys.readouterr().err
     assert main([*common, "--table", "--status"]) == 2
+
+
+def test_the_grid_column_comes_first_and_orders_the_lines():
+    rows = [row(0, 0.5, grid="moe", experts=2), row(0, 0.6, grid="dense", experts=1)]
+    table = results_table(rows, ["accuracy"])
+    assert table.columns == ("grid", "experts")
+    assert [line.key for line in table.lines] == [("dense", 1), ("moe", 2)]

@@ -196,8 +196,18 @@ class LocalExecutor:
     def __exit__(self, *exc: object) -> None:
         if isinstance(self._pool, ThreadedWorkers):
             self._pool.__exit__(*exc)
-        else:
+        elif exc[0] is None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            # Ctrl-C or an error in the runner: stop the runs in flight instead of waiting
+            # (hours, for training runs) for them to end; each run resumes from its last
+            # checkpoint when the sweep is run again, as after a kill
+            processes = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.join(timeout=5)
 
     def capacity(self) -> int:
         """Runs that may be in flight now (threaded workers that died no longer count)."""

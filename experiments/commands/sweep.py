@@ -224,19 +224,27 @@ def run(args: argparse.Namespace) -> int:
             "--workers alone is the tested way to run several at once",
             file=sys.stderr,
         )
-    report = run_sweep(
-        sweep,
-        workers=args.workers,
-        runs_per_worker=args.runs_per_worker,
-        executor=args.executor,
-        results_dir=args.results,
-        scratch_dir=args.scratch,
-        retry_failed=args.retry_failed,
-        progress=not args.no_progress,
-        submitit_cluster=args.cluster,
-        only=only,
-        stop_after=args.stop_after,
-        options=_options(args),
-    )
+    try:
+        report = run_sweep(
+            sweep,
+            workers=args.workers,
+            runs_per_worker=args.runs_per_worker,
+            executor=args.executor,
+            results_dir=args.results,
+            scratch_dir=args.scratch,
+            retry_failed=args.retry_failed,
+            progress=not args.no_progress,
+            submitit_cluster=args.cluster,
+            only=only,
+            stop_after=args.stop_after,
+            options=_options(args),
+        )
+    except KeyboardInterrupt:
+        print(
+            "parrots sweep: stopped; the runs in flight were stopped too. Run the same command "
+            "again: it skips the finished runs and resumes the others from their checkpoints",
+            file=sys.stderr,
+        )
+        raise
     print(json.dumps(report.to_dict()))
     return 0

@@ -160,6 +160,51 @@ def test_kill_9_mid_sweep_then_restart_finishes_with_complete_unique_rows(
     assert json.loads(path.read_text().splitlines()[-1])  # no torn line left behind
 
 
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        text = (task / "children").read_text() if (task / "children").exists() else ""
+        kids.update(int(k) for k in text.split())
+    return kids
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc")
+def test_ctrl_c_stops_the_runs_in_flight_instead_of_waiting_for_them(tmp_path: Path) -> None:
+    """SIGINT to the runner (``kill -INT``, or Ctrl-C): it exits within seconds, stopping
+    its workers' runs, rather than waiting out runs that could last hours; the runs stopped
+    have no row, so running the sweep again does them."""
+    sweep = selftest(4, sleep=60.0)
+    spec = tmp_path / "sweep.json"
+    spec.write_text(sweep.to_json())
+    args = [sys.executable, "-m", "experiments.cli", "sweep", "x", "--config", str(spec)]
+    args += ["--results", str(tmp_path / "r"), "--scratch", str(tmp_path / "s")]
+    args += ["--workers", "2", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(args, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(_children(proc.pid)) < 3:  # the resource tracker and two workers
+            assert proc.poll() is None and time.monotonic() < deadline, "no workers started"
+            time.sleep(0.1)
+        time.sleep(3.0)  # the two runs are sleeping in their workers by now
+        workers = _children(proc.pid)
+        began = time.monotonic()
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=45)  # the runs would sleep 60 s
+    finally:
+        proc.kill()
+    assert time.monotonic() - began < 30, "the runner waited for its runs"
+    assert proc.returncode == 130
+    assert "the runs in flight were stopped too" in err
+    assert not results_path(sweep, tmp_path / "r").exists() or not read_rows(
+        results_path(sweep, tmp_path / "r")
+    )
+    time.sleep(2.0)
+    for pid in workers:  # none left behind (a zombie is dead, only not yet reaped)
+        stat = Path(f"/proc/{pid}/stat")
+        assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def test_cli_lists_runs_and_reports_bad_input_as_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

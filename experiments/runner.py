@@ -239,13 +239,25 @@ class SubmititExecutor:
         self._executor = submitit.AutoExecutor(folder=str(self.folder), cluster=self.cluster)
         params = {"timeout_min": 60, **(self.parameters or {})}
         self._executor.update_parameters(**params)
+        self._jobs: list[Any] = []
         return self
 
     def __exit__(self, *exc: object) -> None:
-        return None
+        if exc[0] is None:
+            return
+        # Ctrl-C or an error in the runner: its jobs would run on unrecorded, and a rerun
+        # would submit them again into the same scratch folders; cancel those not done
+        for job in self._jobs:
+            try:
+                if not job.done():
+                    job.cancel(check=False)
+            except Exception:  # a job the cluster has already forgotten: nothing to cancel
+                pass
 
     def submit(self, fn: Callable[..., dict[str, Any]], *args: Any) -> Any:
-        return self._executor.submit(fn, *args)
+        job = self._executor.submit(fn, *args)
+        self._jobs.append(job)
+        return job
 
 
 # -- the sweep -----------------------------------------------------------------------------

@@ -216,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
         for config in select_runs(sweep.runs(), only):
             print(json.dumps(config, sort_keys=True))
         return 0
-    if args.runs_per_worker > 1:
+    if args.runs_per_worker > 1 and args.executor == "local":
         # said where it is used, not only in the README: a user should not lose a GPU lease
         print(
             "parrots sweep: note: --runs-per-worker > 1 (threads) has not been seen to work on "
@@ -241,8 +241,9 @@ def run(args: argparse.Namespace) -> int:
         )
     except KeyboardInterrupt:
         print(
-            "parrots sweep: stopped; the runs in flight were stopped too. Run the same command "
-            "again: it skips the finished runs and resumes the others from their checkpoints",
+            "parrots sweep: stopped; the runs in flight were stopped too (local workers "
+            "ended, cluster jobs cancelled). Run the same command again: it skips the "
+            "finished runs and resumes the others from their checkpoints",
             file=sys.stderr,
         )
         raise

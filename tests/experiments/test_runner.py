@@ -228,6 +228,58 @@ def test_submitit_missing_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.M
         )
 
 
+def test_ctrl_c_cancels_the_submitit_jobs_not_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted, the runner cancels its cluster jobs: left running they would go
+    unrecorded, and a rerun would submit them again into the same scratch folders."""
+    jobs: list[Any] = []
+
+    class Job:
+        def __init__(self, finished: bool, fn: Any, args: tuple) -> None:
+            self.finished, self.cancelled, self.polls = finished, False, 0
+            self.fn, self.args = fn, args
+
+        def done(self) -> bool:
+            self.polls += 1
+            if self is jobs[-1] and self.polls == 1:
+                raise KeyboardInterrupt  # Ctrl-C while the runner polls
+            return self.finished
+
+        def result(self) -> dict:  # the run, done here
+            return self.fn(*self.args)
+
+        def cancel(self, check: bool = True) -> None:
+            self.cancelled = True
+
+    class Executor:
+        def __init__(self, folder: str, cluster: str | None) -> None:
+            pass
+
+        def update_parameters(self, **params: Any) -> None:
+            pass
+
+        def submit(self, fn: Any, *args: Any) -> Job:
+            jobs.append(Job(len(jobs) == 0, fn, args))
+            return jobs[-1]
+
+    fake = type(sys)("submitit")
+    fake.AutoExecutor = Executor  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "submitit", fake)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(
+            selftest(3),
+            executor="submitit",
+            results_dir=tmp_path,
+            scratch_dir=tmp_path / "s",
+            progress=False,
+        )
+    assert len(jobs) == 3
+    assert [j.cancelled for j in jobs] == [False, True, True]  # the finished one is left
+    [done] = read_rows(results_path(selftest(3), tmp_path))
+    assert done["status"] == "ok" and done["config"]["value"] == 0
+
+
 @pytest.mark.slow
 def test_submitit_local_executor_runs_the_sweep(tmp_path: Path) -> None:
     pytest.importorskip("submitit")

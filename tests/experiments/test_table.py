@@ -39,15 +39,17 @@ def test_a_line_per_configuration_over_its_seeds_with_only_the_keys_that_vary():
     assert md[2] == "| 1 | 1 | 0.600 | 1,000 |"
     assert md[3] == "| 4 | 3 | 0.700 [0.500–0.900] | 4,000 |"
     d = table.to_dict()["lines"][1]
-    assert d["experts"] == 4 and d["seeds"] == 3
-    assert d["accuracy"]["mean"] == pytest.approx(0.7) and d["accuracy"]["max"] == 0.9
+    assert d["config"] == {"experts": 4} and d["seeds"] == 3
+    acc = d["metrics"]["accuracy"]
+    assert acc["mean"] == pytest.approx(0.7) and acc["max"] == 0.9
 
 
 def test_a_run_without_the_metric_is_counted_not_averaged_as_zero():
     rows = [row(0, None, width=8), row(1, 0.8, width=8), row(0, None, width=16)]
     table = results_table(rows, ["accuracy"])
     assert table.lines[0].values["accuracy"] == [None, 0.8]
-    assert summary([None, 0.8]) == {"n": 1, "none": 1, "mean": 0.8, "min": 0.8, "max": 0.8}
+    s = summary([None, 0.8])
+    assert s == {"n": 1, "none": 1, "nonfinite": 0, "mean": 0.8, "min": 0.8, "max": 0.8}
     assert table.markdown().splitlines()[2:] == [
         "| 8 | 2 | 0.800, 1 none |",
         "| 16 | 1 | 1 none |",
@@ -100,11 +102,12 @@ def test_cli_table_of_a_sweep_and_its_errors(tmp_path, capsys):
     assert main([*common, "--table"]) == 0
     text = capsys.readouterr().out
     assert "selftest/tiny: 2 finished runs" in text
-    assert "| value | seeds | value | square |" in text and "| 3 | 1 | 3 | 9 |" in text
+    assert "| value | seeds | value (metric) | square |" in text
+    assert "| 3 | 1 | 3.000 | 9.000 |" in text  # the config's int, the metrics' floats
     assert main([*common, "--table", "--json", "--metric", "root", "--only", "value=3"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["metrics"] == ["root"] and len(out["lines"]) == 1
-    assert out["lines"][0]["root"]["mean"] == pytest.approx(3**0.5)
+    assert out["lines"][0]["metrics"]["root"]["mean"] == pytest.approx(3**0.5)
     assert main([*common, "--metric", "root"]) == 2
     assert "--metric goes with --table" in capsys.readouterr().err
     assert main(["sweep", "all", "--table"]) == 2
@@ -117,3 +120,37 @@ def test_the_grid_column_comes_first_and_orders_the_lines():
     table = results_table(rows, ["accuracy"])
     assert table.columns == ("grid", "experts")
     assert [line.key for line in table.lines] == [("dense", 1), ("moe", 2)]
+
+
+def test_nan_lists_clashing_names_and_numbers_print_as_what_they_are():
+    rows = [
+        row(0, float("nan"), lr=0.0003, widths=[8, 16]),
+        row(1, 0.5, lr=0.0003, widths=[8, 16]),
+        row(0, 1.0, lr=0.001, widths=[8, 32]),  # a list value varies: grouped by its text
+    ]
+    rows[0]["metrics"]["steps"] = rows[1]["metrics"]["steps"] = 0
+    rows[2]["metrics"]["steps"] = 100
+    for r in rows:
+        r["config"]["steps"] = r["metrics"]["steps"] + 1
+    table = results_table(rows, ["accuracy", "steps"])
+    assert table.columns == ("lr", "steps", "widths")
+    md = table.markdown().splitlines()
+    assert md[0] == "| lr | steps | widths | seeds | accuracy | steps (metric) |"
+    assert md[2] == "| 0.0003 | 1 | [8, 16] | 2 | 0.500, 1 nan/inf | 0 |"
+    assert md[3] == "| 0.001 | 101 | [8, 32] | 1 | 1.000 | 100 |"
+    assert summary([float("inf"), None, 2.0])["nonfinite"] == 1
+
+
+def test_values_that_compare_equal_but_differ_in_type_are_different_lines():
+    rows = [row(0, 0.5, flag=True), row(0, 0.6, flag=1), row(0, 0.7)]
+    table = results_table(rows, ["accuracy"])
+    assert table.columns == ("flag",) and len(table.lines) == 3
+
+
+def test_a_metric_that_is_text_in_one_row_is_no_default_column():
+    rows = [row(0, 0.5, width=8), row(0, 0.6, width=16)]
+    rows[0]["metrics"]["device"] = "cpu"
+    rows[1]["metrics"]["device"] = 3  # a number in one row only
+    assert "device" not in results_table(rows, sweep="mine").metrics
+    with pytest.raises(InputError, match="not a number"):
+        results_table(rows, ["device"])

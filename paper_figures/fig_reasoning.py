@@ -119,12 +119,21 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
                     + ",".join(str(k[1]) for k in stats)
                     + ")",
                 )
+                for (x, k), (y, _, _) in stats.items():  # equal parameters: tell K apart
+                    ax_p.annotate(
+                        f"K={k}",
+                        (x, y),
+                        textcoords="offset points",
+                        xytext=(-24, -3),
+                        fontsize=7,
+                        color="tab:red",
+                    )
         for ax in (ax_p, ax_k):
             ax.axhline(0.5, color="grey", lw=0.8, ls=":")
             ax.set_ylabel("held-out accuracy")
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7, loc="upper left")
+                ax.legend(fontsize=7, loc="best")  # where it hides the fewest points
             else:  # a sweep slice not run yet at this scale: say so instead of an empty box
                 ax.text(0.5, 0.5, "no runs at this scale yet", ha="center", transform=ax.transAxes)
         ax_p.set_xscale("log")

@@ -73,6 +73,9 @@ class DeviceUse:
     runs: int  # finished rows (status ok) with a timed interval
     busy_s: float
     run_s: float  # the sum of the runs' own wall times
+    # finished runs resumed from a checkpoint: their wall time is their last sitting's, the
+    # earlier sittings left no interval, so busy time is short and runs/hour high by them
+    resumed: int = 0
 
     @property
     def runs_per_hour(self) -> float | None:
@@ -91,6 +94,7 @@ class DeviceUse:
             "run_s": round(self.run_s, 1),
             "runs_per_hour": None if rph is None else round(rph, 1),
             "mean_concurrency": None if conc is None else round(conc, 2),
+            "resumed": self.resumed,
         }
 
 
@@ -100,6 +104,7 @@ def device_use(rows: Iterable[Mapping[str, Any]]) -> list[DeviceUse]:
     busy time, but only finished runs count as runs: a run refused at once is no throughput."""
     spans: dict[str, list[tuple[float, float]]] = {}
     done: Counter[str] = Counter()
+    resumed: Counter[str] = Counter()
     for row in rows:
         wall, end = row.get("wall_s"), _end_time(row)
         if not isinstance(wall, (int, float)) or end is None or wall < 0:
@@ -107,8 +112,10 @@ def device_use(rows: Iterable[Mapping[str, Any]]) -> list[DeviceUse]:
         device = str((row.get("provenance") or {}).get("device") or "?")
         spans.setdefault(device, []).append((end - float(wall), end))
         done[device] += row.get("status") == "ok"
+        resumed_from = (row.get("metrics") or {}).get("resumed_from")
+        resumed[device] += row.get("status") == "ok" and bool(resumed_from)
     out = [
-        DeviceUse(name, done[name], union_length(s), sum(b - a for a, b in s))
+        DeviceUse(name, done[name], union_length(s), sum(b - a for a, b in s), resumed[name])
         for name, s in spans.items()
     ]
     return sorted(out, key=lambda u: -u.busy_s)
@@ -126,6 +133,10 @@ def render_devices(devices: Iterable[DeviceUse], missing: int = 0) -> list[str]:
             continue
         rate = "" if rph is None else f", {rph:.0f} runs/hour, {conc:.1f} runs in flight"
         lines.append(f"{u.device}: {u.runs} runs in {u.busy_s / 60:.1f} busy minutes{rate}")
+        if u.resumed:
+            lines.append(
+                f"  {u.resumed} of them resumed: earlier sittings not counted, so the rate is high"
+            )
         if missing and rph:
             lines.append(
                 f"  at that rate the {missing} missing runs: ~{missing / rph * 60:.0f} min"

@@ -37,6 +37,10 @@ A row::
      "curve": {"evals": [[step, accuracy], ...], "final", "best", "first_step_at_0.9"},
      "seed", "wall_s", "error", "provenance": {git_sha, device, versions (torch …), host, time}}
 
+``wall_s`` is the last sitting's: a run resumed from a checkpoint says so in
+``metrics.resumed_from`` (the step it resumed at), and ``metrics.seconds_total`` adds the
+trainer's seconds over every sitting (None for a checkpoint that predates counting them).
+
 Scratch (checkpoints, the trainer's metrics) lives under ``runs/sweeps/`` (git-ignored),
 never under ``experiments/results/``; a run's scratch folder is removed once its row is
 written.

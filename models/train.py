@@ -565,6 +565,9 @@ def _train(
     rng = np.random.default_rng(cfg.seed)
     out = Path(out_dir) if out_dir is not None else None
     start_step, best = 0, 0.0
+    # training seconds of earlier sittings; None when resumed from a checkpoint that predates
+    # keeping them, so the total is reported unknown rather than short
+    seconds_before: float | None = 0.0
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG).write_text(
@@ -574,6 +577,7 @@ def _train(
             _, state = load_checkpoint(out / CHECKPOINT, (optimizer, model))
             start_step, best = int(state["step"]), float(state["best_accuracy"])
             rng.bit_generator.state = state["rng"]
+            seconds_before = state.get("seconds")
 
     def log(row: dict[str, Any]) -> None:
         if out is not None:
@@ -583,6 +587,8 @@ def _train(
     def checkpoint(step: int, rng_state: dict) -> None:
         if out is not None:
             state = {"step": step, "best_accuracy": best, "rng": rng_state}
+            if seconds_before is not None:
+                state["seconds"] = seconds_before + time.perf_counter() - started
             save_checkpoint(out / CHECKPOINT, model, optimizer, state)
 
     set_step = getattr(sample, "set_step", None)  # curricula: told the step before each draw
@@ -722,6 +728,7 @@ def _train(
         "best_accuracy": best,
         "stopped_early": stopped_early,
         "seconds": round(seconds, 2),
+        "seconds_total": None if seconds_before is None else round(seconds_before + seconds, 2),
         "tokens_per_s": round(tokens_seen / seconds) if seconds > 0 else None,
         "device": str(device),
         "total_params": model.total_params(),

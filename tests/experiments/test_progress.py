@@ -166,6 +166,24 @@ def test_device_lines_extrapolate_the_missing_runs_at_the_measured_rate():
     assert len(render_devices([use])) == 1  # nothing missing, nothing extrapolated
 
 
+def test_runs_resumed_from_a_checkpoint_are_counted_and_flagged():
+    """A resumed run's wall time is its last sitting only, so the device line says how many
+    of its runs were resumed and that the rate overstates; fresh and failed runs are not."""
+    rows = [
+        row(0, 10, metrics={"resumed_from": 0}),
+        row(20, 10, metrics={"resumed_from": 2500}),
+        row(40, 10),  # an older row without the key
+        row(60, 10, status="failed", metrics={"resumed_from": 250}),
+    ]
+    (use,) = device_use(rows)
+    assert (use.runs, use.resumed) == (3, 1)
+    lines = render_devices([use], missing=2)
+    assert lines[1] == ("  1 of them resumed: earlier sittings not counted, so the rate is high")
+    assert lines[2].startswith("  at that rate the 2 missing runs")
+    assert use.to_dict()["resumed"] == 1
+    assert len(render_devices([DeviceUse("gpu", 1, 10.0, 10.0)])) == 1  # none resumed: no line
+
+
 def test_cli_sweep_with_threads_says_they_have_not_worked_on_a_gpu(tmp_path, capsys):
     common = ["sweep", "selftest", "--scale", "tiny", "--results", str(tmp_path)]
     args = [*common, "--scratch", str(tmp_path / "s"), "--no-progress", "--only", "value=0,1"]

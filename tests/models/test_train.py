@@ -185,6 +185,32 @@ def test_resume_continues_exactly(tmp_path, prefetch):
         assert torch.equal(a, b), name
 
 
+def test_a_resumed_run_counts_the_seconds_of_every_sitting(tmp_path):
+    """``seconds`` is this sitting's training time and ``seconds_total`` adds the earlier
+    sittings' (kept in the checkpoint); from a checkpoint without them the total is None,
+    unknown rather than short."""
+    cfg = TrainConfig(steps=8, eval_interval=4, **FAST)
+    with pytest.raises(_Interrupt):
+        train(tiny_model(4, 2), cfg, _DiesAfter(5), held_out(64), out_dir=tmp_path, progress=False)
+    model, state = load_checkpoint(tmp_path / CHECKPOINT)
+    assert state["seconds"] > 0
+    state["seconds"] = 1000.0  # an earlier sitting long enough to tell apart from this one
+    save_checkpoint(tmp_path / CHECKPOINT, model, None, state)
+    summary = train(
+        tiny_model(4, 2), cfg, contains_mark, held_out(64), out_dir=tmp_path, progress=False
+    )
+    assert summary["resumed_from"] == 4
+    assert summary["seconds_total"] == pytest.approx(1000.0 + summary["seconds"], abs=0.02)
+
+    del state["seconds"]  # a checkpoint written before sittings were counted
+    state["step"] = 4
+    save_checkpoint(tmp_path / CHECKPOINT, model, None, state)
+    again = train(
+        tiny_model(4, 2), cfg, contains_mark, held_out(64), out_dir=tmp_path, progress=False
+    )
+    assert again["resumed_from"] == 4 and again["seconds_total"] is None
+
+
 class _Poisoned(Transformer):
     """Produces NaN logits from the 4th training forward pass on."""
 

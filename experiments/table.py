@@ -7,8 +7,9 @@ The rows are a sweep's finished runs (status ``ok``; those ``--only`` selects). 
 belong to one *configuration* when their configs agree on every key but ``seed``. The
 columns that name a configuration are the config keys whose value is not the same in every
 row (a key constant over the table says nothing about any one line), ``grid`` first, the
-others in alphabetical order, and the lines sorted by them; then ``seeds``, the
-number of rows, and one column per metric. A metric over the n rows of a line shows
+others in alphabetical order, and the lines sorted by them (digits in a name by their
+value: ``K2`` before ``K16``); then ``seeds``, the number of rows, and one column per
+metric. A metric over the n rows of a line shows
 
     mean [min–max]        (or the one value when n = 1),
 
@@ -21,6 +22,7 @@ column is headed ``name (metric)``. Integers print as integers, other numbers by
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -165,12 +167,15 @@ def _identity(config: Mapping[str, Any], key: str) -> tuple[str, str]:
 
 
 def _order(v: Any) -> tuple[int, Any]:
-    """Sort key: missing first, then numbers by value, then anything else by its text."""
+    """Sort key: missing first, then numbers by value, then anything else by its text, the
+    digits in it read as numbers (``..._K2`` before ``..._K16``). ``re.split`` with a group
+    alternates text and digits from a text piece on, so two keys compare like with like."""
     if v is None:
         return (0, 0)
     if _is_number(v) and math.isfinite(v):
         return (1, v)
-    return (2, str(v))
+    pieces = re.split(r"(\d+)", str(v))
+    return (2, tuple(int(p) if i % 2 else p for i, p in enumerate(pieces)))
 
 
 def _cell(v: Any) -> str:

@@ -44,6 +44,21 @@ def test_a_line_per_configuration_over_its_seeds_with_only_the_keys_that_vary():
     assert acc["mean"] == pytest.approx(0.7) and acc["max"] == 0.9
 
 
+def test_names_with_numbers_sort_by_the_numbers_in_them():
+    grids = ["m_L2_K16", "m_L2_K2", "dense", "m_L10_K1", "m_L2_K4", "2x", "10x"]
+    rows = [row(0, 0.5, grid=g) for g in grids]
+    table = results_table(rows, ["accuracy"])
+    assert [line.key[0] for line in table.lines] == [
+        "2x",
+        "10x",
+        "dense",
+        "m_L2_K2",
+        "m_L2_K4",
+        "m_L2_K16",
+        "m_L10_K1",
+    ]
+
+
 def test_a_run_without_the_metric_is_counted_not_averaged_as_zero():
     rows = [row(0, None, width=8), row(1, 0.8, width=8), row(0, None, width=16)]
     table = results_table(rows, ["accuracy"])

@@ -1,5 +1,6 @@
 """Length-2 path: held-out accuracy against total parameters (dense widths, MoE expert counts,
-MoE parameter-matched to the widest dense model), and against K at a fixed active width.
+MoE parameter-matched to the widest dense model), and against K: at a fixed active width
+(total parameters grow with K) and at the matched total (the width shrinks about as 1/√K).
 
 Reads ``experiments/results/reasoning/<scale>.jsonl`` (the largest scale present), written by
 ``parrots sweep reasoning --scale small``. Mean ± std over seeds; one row of panels per depth.
@@ -18,6 +19,20 @@ from paper_figures.sweep_rows import RESULTS_DIR, mean_std, save, source_label, 
 
 def _acc(row: dict[str, Any]) -> float:
     return float(row["metrics"]["accuracy"])
+
+
+def matched_curve(
+    dense: list[dict[str, Any]], matched: list[dict[str, Any]]
+) -> list[tuple[int, int, float, float]]:
+    """(K, width, mean, std) of the parameter-matched MoE runs by K, led by K = 1: the dense
+    model whose total parameters they match (``matched_dense_width``), when it has rows."""
+    if not matched:
+        return []
+    ref_w = matched[0]["config"]["matched_dense_width"]
+    ref = mean_std([r for r in dense if r["config"]["width"] == ref_w], lambda r: 1, _acc)
+    by_k = mean_std(matched, lambda r: (r["config"]["experts"], r["config"]["width"]), _acc)
+    head = [(1, ref_w, ref[1][0], ref[1][1])] if ref else []
+    return head + [(k, w, m, sd) for (k, w), (m, sd, _) in by_k.items()]
 
 
 def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
@@ -116,9 +131,29 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
                     ls="",
                     capsize=2,
                     label=f"MoE matched to dense m={ref_w} (K="
-                    + ",".join(str(k[1]) for k in stats)
+                    + ",".join(str(k) for k in sorted(k for _, k in stats))
                     + ")",
                 )
+                curve = matched_curve(dense, matched)
+                ax_k.errorbar(
+                    [c[0] for c in curve],
+                    [c[2] for c in curve],
+                    yerr=[c[3] for c in curve],
+                    color="tab:red",
+                    marker=mk,
+                    ls="-.",
+                    capsize=2,
+                    label=f"matched to dense m={ref_w}'s parameters (|V|={n})",
+                )
+                for k, w, y, _ in curve:  # the width that the parameter budget leaves
+                    ax_k.annotate(
+                        f"m={w}",
+                        (k, y),
+                        textcoords="offset points",
+                        xytext=(4, 4),
+                        fontsize=7,
+                        color="tab:red",
+                    )
                 for (x, k), (y, _, _) in stats.items():  # equal parameters: tell K apart
                     ax_p.annotate(
                         f"K={k}",
@@ -141,8 +176,11 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
         ax_p.set_xlabel("total parameters")
         ax_p.set_title(f"{depth} layer(s): accuracy vs total parameters", fontsize=10)
         ax_k.set_xscale("log", base=2)
-        ax_k.set_xlabel("experts K (fixed active width)")
-        ax_k.set_title(f"{depth} layer(s): accuracy vs K at fixed active width", fontsize=10)
+        ax_k.margins(x=0.12)  # room for the width labels of the last K
+        ax_k.set_xlabel("experts K")
+        ax_k.set_title(
+            f"{depth} layer(s): accuracy vs K, fixed active width or matched total", fontsize=10
+        )
     fig.suptitle(f"Balanced length-2 path ({source_label(path, rows)})", fontsize=11)
     fig.tight_layout()
     return save(fig, out_dir, "fig_reasoning")

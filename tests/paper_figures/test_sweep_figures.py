@@ -152,6 +152,22 @@ def test_sweep_figures_render_png_and_pdf_from_fixture_rows(tmp_path: Path) -> N
     assert sorted((p["vertices"], p["width"]) for p in load_empirical(res)) == [(5, 8), (6, 16)]
 
 
+def test_the_matched_curve_runs_by_k_from_the_dense_model_it_matches() -> None:
+    rows = reasoning_rows()
+    two = [r for r in rows if r["config"].get("layers") == 2 and r["status"] == "ok"]
+    dense = [r for r in two if r["config"]["grid"] == "dense"]
+    matched = [r for r in two if r["config"]["grid"].startswith("matched")]
+    extra = {**matched[0], "config": {**matched[0]["config"], "experts": 8, "width": 4}}
+    extra["metrics"] = {"accuracy": 0.52, "total_params": 1400}  # fewer params, listed first
+    curve = fig_reasoning.matched_curve(dense, [extra, *matched])
+    # K = 1 is dense width 16 over seeds 0 and 1: 0.66 and 0.67
+    assert [(k, w) for k, w, _, _ in curve] == [(1, 16), (2, 10), (8, 4)]
+    assert curve[0][2] == pytest.approx(0.665) and curve[1][2:] == (0.6, 0.0)
+    assert fig_reasoning.matched_curve(dense, []) == []
+    no_ref = fig_reasoning.matched_curve([r for r in dense if r["config"]["width"] != 16], matched)
+    assert [k for k, *_ in no_ref] == [2]  # the matched dense width has no rows: no K = 1
+
+
 def test_figures_skip_with_a_message_when_results_are_absent(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -18,7 +18,13 @@ import pytest
 from experiments import runner
 from experiments.cli import main
 from experiments.results import git_sha, latest_rows, read_rows
-from experiments.runner import _exclusive, results_path, run_progress, run_sweep
+from experiments.runner import (
+    DeferredInterrupt,
+    _exclusive,
+    results_path,
+    run_progress,
+    run_sweep,
+)
 from experiments.sweep import Grid, SweepConfig, run_id
 from theory.errors import InputError
 
@@ -193,6 +199,7 @@ def test_ctrl_c_stops_the_runs_in_flight_instead_of_waiting_for_them(tmp_path: P
         _, err = proc.communicate(timeout=45)  # the runs would sleep 60 s
     finally:
         proc.kill()
+        proc.communicate()  # reaped and its pipe closed, whatever happened above
     assert time.monotonic() - began < 30, "the runner waited for its runs"
     assert proc.returncode == 130
     assert "the runs in flight were stopped too" in err
@@ -203,6 +210,29 @@ def test_ctrl_c_stops_the_runs_in_flight_instead_of_waiting_for_them(tmp_path: P
     for pid in workers:  # none left behind (a zombie is dead, only not yet reaped)
         stat = Path(f"/proc/{pid}/stat")
         assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+
+
+def test_a_ctrl_c_inside_the_pool_loop_waits_for_the_loops_check() -> None:
+    """SIGINT only sets a flag while the runner polls its pool (so it never lands inside
+    ``concurrent.futures``' locks); ``check`` raises it; the handler before is restored, and
+    an ignored SIGINT (a background job) stays ignored."""
+    before = signal.getsignal(signal.SIGINT)
+    with DeferredInterrupt() as interrupt:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs between bytecodes: no KeyboardInterrupt here
+        assert interrupt.seen
+        with pytest.raises(KeyboardInterrupt):
+            interrupt.check()
+    assert signal.getsignal(signal.SIGINT) is before
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with DeferredInterrupt() as interrupt:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            assert not interrupt.seen
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_cli_lists_runs_and_reports_bad_input_as_exit_2(

@@ -52,7 +52,6 @@ import fcntl
 import json
 import os
 import shutil
-import signal
 import sys
 import threading
 import time
@@ -176,42 +175,6 @@ class Handle:
 
     def result(self) -> dict[str, Any]:  # pragma: no cover - protocol
         raise NotImplementedError
-
-
-class DeferredInterrupt:
-    """Ctrl-C held back to a point of the runner's choosing: while inside, SIGINT only sets
-    ``seen``, and :meth:`check` raises the KeyboardInterrupt between polls of the pool.
-
-    Raised wherever the signal lands, a KeyboardInterrupt can fall inside the locks of
-    ``concurrent.futures`` (a future's condition taken and never released); the pool's manager
-    thread can then block on it, and the interpreter, which joins that thread on exit, never
-    exits (the likely cause of a runner that outlived a Ctrl-C by 45 s, once, in CI under
-    load). Outside the main thread signals cannot be handled, and
-    a SIGINT that was ignored (a background job) stays ignored: both leave it as it was.
-    """
-
-    def __init__(self) -> None:
-        self.seen = False
-        self._previous: Any = None
-
-    def __enter__(self) -> DeferredInterrupt:
-        if threading.current_thread() is threading.main_thread():
-            previous = signal.getsignal(signal.SIGINT)
-            if previous is not signal.SIG_IGN:
-                self._previous = signal.signal(signal.SIGINT, self._hold)
-        return self
-
-    def _hold(self, signum: int, frame: object) -> None:
-        self.seen = True
-
-    def check(self) -> None:
-        if self.seen:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
 
 
 @dataclass
@@ -552,12 +515,9 @@ def run_sweep(
                 # locally, one run per free slot (so none starts after ``stop_after``);
                 # a cluster gets every job at once and schedules them itself
                 everything = len(queue)
-                # the interrupt is outermost: a second Ctrl-C while the pool stops its
-                # workers is held back too, and the first surfaces once they are stopped
-                with DeferredInterrupt() as interrupt, pool:
+                with pool:
                     handles: list[tuple[dict[str, Any], Any]] = []
                     while True:
-                        interrupt.check()
                         # every worker dead: one more submit raises, and each run left
                         # is recorded as failed, as with a broken process pool
                         cap = max(1, pool.capacity()) if local else everything

@@ -178,7 +178,7 @@ def test_runs_resumed_from_a_checkpoint_are_counted_and_flagged():
     (use,) = device_use(rows)
     assert (use.runs, use.resumed) == (3, 1)
     lines = render_devices([use], missing=2)
-    assert lines[1] == ("  1 of them resumed: earlier sittings not counted, so the rate is high")
+    assert lines[1] == "  1 of them resumed: earlier sittings not counted, so the rate is high"
     assert lines[2].startswith("  at that rate the 2 missing runs")
     assert use.to_dict()["resumed"] == 1
     assert len(render_devices([DeviceUse("gpu", 1, 10.0, 10.0)])) == 1  # none resumed: no line

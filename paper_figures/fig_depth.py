@@ -1,9 +1,11 @@
 """Connectivity and shortest path with deeper models: held-out accuracy against depth (dense
 widths and MoE expert counts), and against K at a fixed active width (one line per depth).
 
-Reads ``experiments/results/depth/<scale>.jsonl`` (the largest scale present), written by
-``parrots sweep depth --scale small``. Mean ± std over seeds; one row of panels per problem.
-Shortest-path accuracy is exact-distance accuracy (chance is well below 1/2).
+Reads ``experiments/results/depth/<scale>.jsonl`` for every scale that has rows, written by
+``parrots sweep depth --scale S``. Scales differ in |V| and in training budget, so their series
+are never pooled: each is labelled with its |V| and scale and has a marker of its own (as in
+``fig_threshold``). Mean ± std over seeds; one row of panels per problem. Shortest-path
+accuracy is exact-distance accuracy (chance is well below 1/2).
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from paper_figures.sweep_rows import RESULTS_DIR, mean_std, save, source_label, sweep_rows
+from paper_figures.sweep_rows import (
+    RESULTS_DIR,
+    SCALE_ORDER,
+    mean_std,
+    save,
+    source_label,
+    sweep_rows,
+)
 
 _TITLES = {"connectivity": "connectivity", "shortest_path": "shortest path (exact distance)"}
 
@@ -33,33 +42,42 @@ def _line(ax: Any, stats: dict[Any, tuple[float, float, int]], **kw: Any) -> Non
 
 
 def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
-    rows, path = sweep_rows("depth", results_dir)
+    rows: list[dict[str, Any]] = []
+    sources = []
+    for scale in reversed(SCALE_ORDER):  # the smallest first: its series lead the legend
+        scale_rows, path = sweep_rows("depth", results_dir, scale=scale)
+        if path is not None and scale_rows:
+            rows += [{**r, "scale": scale} for r in scale_rows]
+            sources.append(source_label(path, scale_rows))
     if not rows:
         print("fig_depth: no rows in experiments/results/depth/; skipped")
         return []
-    assert path is not None
     problems = sorted({str(r["config"]["problem"]) for r in rows})
-    vertices = sorted({int(r["config"]["vertices"]) for r in rows})
-    markers = dict(zip(vertices, ("o", "s", "^", "D"), strict=False))
+    # (scale, |V|) in the order met: one marker each
+    series = list(dict.fromkeys((str(r["scale"]), int(r["config"]["vertices"])) for r in rows))
+    markers = dict(zip(series, ("o", "s", "^", "D", "v", "P"), strict=False))
     fig = Figure(figsize=(11, 4.2 * len(problems)))
     axes = fig.subplots(len(problems), 2, squeeze=False)
     for i, problem in enumerate(problems):
         ax_l, ax_k = axes[i]
-        for n in vertices:
+        for scale, n in series:
             sel = [
                 r
                 for r in rows
-                if r["config"]["problem"] == problem and r["config"]["vertices"] == n
+                if r["config"]["problem"] == problem
+                and r["config"]["vertices"] == n
+                and r["scale"] == scale
             ]
+            where = f"|V|={n}, {scale}"
             dense = [r for r in sel if r["config"]["grid"] == "dense"]
             moe = [r for r in sel if r["config"]["grid"] == "moe"]
-            mk = markers[n]
+            mk = markers.get((scale, n), "x")
             widths = sorted({int(r["config"]["width"]) for r in dense})
             grey = {w: str(0.6 * (1 - j / max(1, len(widths) - 1))) for j, w in enumerate(widths)}
             for w in widths:
                 part = [r for r in dense if r["config"]["width"] == w]
                 by_depth = mean_std(part, lambda r: int(r["config"]["layers"]), _acc)
-                _line(ax_l, by_depth, color=grey[w], marker=mk, label=f"dense m={w} (|V|={n})")
+                _line(ax_l, by_depth, color=grey[w], marker=mk, label=f"dense m={w} ({where})")
             counts = sorted({int(r["config"]["experts"]) for r in moe})
             palette = ("tab:blue", "tab:orange", "tab:green", "tab:red")
             colours = dict(zip(counts, palette, strict=False))
@@ -73,7 +91,7 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
                     color=colours.get(count, "tab:purple"),
                     marker=mk,
                     ls="--",
-                    label=f"MoE K={count}, m={active} (|V|={n})",
+                    label=f"MoE K={count}, m={active} ({where})",
                 )
             for depth in sorted({int(r["config"]["layers"]) for r in sel}):
                 part = [r for r in moe if r["config"]["layers"] == depth]
@@ -86,7 +104,7 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
                     if r["config"]["layers"] == depth and r["config"]["width"] == active
                 ]
                 by_k = mean_std(ref + part, lambda r: int(r["config"]["experts"]), _acc)
-                _line(ax_k, by_k, marker=mk, label=f"{depth} layer(s), m={active} (|V|={n})")
+                _line(ax_k, by_k, marker=mk, label=f"{depth} layer(s), m={active} ({where})")
         for ax in (ax_l, ax_k):
             ax.set_ylabel("held-out accuracy")
             ax.grid(alpha=0.3)
@@ -103,6 +121,6 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
         ax_k.set_xticks(counts_all, [str(k) for k in counts_all])
         ax_k.set_xlabel("experts K at fixed active width (K=1: the dense model of that width)")
         ax_k.set_title(f"{_TITLES.get(problem, problem)}: accuracy vs K", fontsize=10)
-    fig.suptitle(f"Deeper models ({source_label(path, rows)})", fontsize=11)
+    fig.suptitle(f"Deeper models ({'; '.join(sources)})", fontsize=11)
     fig.tight_layout()
     return save(fig, out_dir, "fig_depth")

@@ -152,6 +152,42 @@ def test_sweep_figures_render_png_and_pdf_from_fixture_rows(tmp_path: Path) -> N
     assert sorted((p["vertices"], p["width"]) for p in load_empirical(res)) == [(5, 8), (6, 16)]
 
 
+def test_fig_depth_draws_every_scale_and_never_pools_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path / "depth" / "small.jsonl", depth_rows())
+    paper = []
+    for problem in ("connectivity", "shortest_path"):
+        base = {"problem": problem, "layers": 2, "vertices": 16, "seed": 0, "top_k": 1}
+        paper += [
+            row(
+                "d",
+                100 + len(paper),
+                {**base, "grid": "dense", "width": 32, "experts": 1},
+                {"accuracy": 0.9},
+            ),
+            row(
+                "d",
+                101 + len(paper),
+                {**base, "grid": "moe", "width": 32, "experts": 4},
+                {"accuracy": 0.7},
+            ),
+        ]
+    write(tmp_path / "depth" / "paper.jsonl", paper)
+    drawn = []
+    monkeypatch.setattr(fig_depth, "save", lambda fig, out, stem: drawn.append(fig) or [])
+    fig_depth.make(tmp_path / "out", results_dir=tmp_path)
+    (fig,) = drawn
+    assert "depth/small.jsonl" in fig._suptitle.get_text()
+    assert "depth/paper.jsonl" in fig._suptitle.get_text()
+    k_panel = fig.axes[1]  # connectivity, accuracy against K
+    handles, labels = k_panel.get_legend_handles_labels()
+    lines = {label: handle.lines[0] for handle, label in zip(handles, labels, strict=True)}
+    ours = lines["2 layer(s), m=32 (|V|=16, paper)"]
+    assert list(ours.get_xdata()) == [1, 4] and list(ours.get_ydata()) == [0.9, 0.7]
+    assert {"1 layer(s), m=16 (|V|=8, small)", "4 layer(s), m=16 (|V|=8, small)"} <= set(lines)
+
+
 def test_the_matched_curve_runs_by_k_from_the_dense_model_it_matches() -> None:
     rows = reasoning_rows()
     two = [r for r in rows if r["config"].get("layers") == 2 and r["status"] == "ok"]

@@ -56,7 +56,10 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     # (scale, |V|) in the order met: one marker each
     series = list(dict.fromkeys((str(r["scale"]), int(r["config"]["vertices"])) for r in rows))
     markers = dict(zip(series, ("o", "s", "^", "D", "v", "P"), strict=False))
-    fig = Figure(figsize=(11, 4.2 * len(problems)))
+    # one shade per dense width over every scale: the same width looks the same everywhere
+    all_widths = sorted({int(r["config"]["width"]) for r in rows if r["config"]["grid"] == "dense"})
+    grey = {w: str(0.6 * (1 - j / max(1, len(all_widths) - 1))) for j, w in enumerate(all_widths)}
+    fig = Figure(figsize=(12, 5.8 * len(problems)))
     axes = fig.subplots(len(problems), 2, squeeze=False)
     for i, problem in enumerate(problems):
         ax_l, ax_k = axes[i]
@@ -73,7 +76,6 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
             moe = [r for r in sel if r["config"]["grid"] == "moe"]
             mk = markers.get((scale, n), "x")
             widths = sorted({int(r["config"]["width"]) for r in dense})
-            grey = {w: str(0.6 * (1 - j / max(1, len(widths) - 1))) for j, w in enumerate(widths)}
             for w in widths:
                 part = [r for r in dense if r["config"]["width"] == w]
                 by_depth = mean_std(part, lambda r: int(r["config"]["layers"]), _acc)
@@ -109,7 +111,8 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
             ax.set_ylabel("held-out accuracy")
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7, loc="lower right")
+                # below the panel: two scales' series would hide points inside it
+                ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
             else:
                 ax.text(0.5, 0.5, "no runs at this scale yet", ha="center", transform=ax.transAxes)
         depths = sorted({int(r["config"]["layers"]) for r in rows})

@@ -43,7 +43,7 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     assert path is not None
     layers = sorted({int(r["config"]["layers"]) for r in rows})
     vertices = sorted({int(r["config"]["vertices"]) for r in rows})
-    fig = Figure(figsize=(11, 4.2 * len(layers)))
+    fig = Figure(figsize=(12, 5.6 * len(layers)))
     axes = fig.subplots(len(layers), 2, squeeze=False)
     markers = dict(zip(vertices, ("o", "s", "^", "D"), strict=False))
     for i, depth in enumerate(layers):
@@ -168,7 +168,8 @@ def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
             ax.set_ylabel("held-out accuracy")
             ax.grid(alpha=0.3)
             if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7, loc="best")  # where it hides the fewest points
+                # below the panel: inside, "best" still hid the |V| = 32 points at small K
+                ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
             else:  # a sweep slice not run yet at this scale: say so instead of an empty box
                 ax.text(0.5, 0.5, "no runs at this scale yet", ha="center", transform=ax.transAxes)
         ax_p.set_xscale("log")

@@ -15,14 +15,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from paper_figures.sweep_rows import (
-    RESULTS_DIR,
-    SCALE_ORDER,
-    mean_std,
-    save,
-    source_label,
-    sweep_rows,
-)
+from paper_figures.sweep_rows import RESULTS_DIR, every_scale, mean_std, save, source_label
 
 _TITLES = {"connectivity": "connectivity", "shortest_path": "shortest path (exact distance)"}
 
@@ -44,11 +37,10 @@ def _line(ax: Any, stats: dict[Any, tuple[float, float, int]], **kw: Any) -> Non
 def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     rows: list[dict[str, Any]] = []
     sources = []
-    for scale in reversed(SCALE_ORDER):  # the smallest first: its series lead the legend
-        scale_rows, path = sweep_rows("depth", results_dir, scale=scale)
-        if path is not None and scale_rows:
-            rows += [{**r, "scale": scale} for r in scale_rows]
-            sources.append(source_label(path, scale_rows))
+    # the smallest scale first: its series lead the legend
+    for scale, scale_rows, path in reversed(list(every_scale("depth", results_dir))):
+        rows += [{**r, "scale": scale} for r in scale_rows]
+        sources.append(source_label(path, scale_rows))
     if not rows:
         print("fig_depth: no rows in experiments/results/depth/; skipped")
         return []

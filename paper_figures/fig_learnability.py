@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from paper_figures.sweep_rows import RESULTS_DIR, SCALE_ORDER, save, source_label, sweep_rows
+from paper_figures.sweep_rows import RESULTS_DIR, every_scale, save, source_label
 
 # settings that identify a panel or a line's colour, or that every run shares by design
 _NOT_IN_LABEL = {
@@ -93,10 +93,9 @@ def panels(rows: list[dict[str, Any]]) -> dict[tuple[int, int], list[Line]]:
 def make(out_dir: Path, results_dir: Path = RESULTS_DIR) -> list[Path]:
     drawn: dict[tuple[str, int, int], list[Line]] = {}
     sources = []
-    for scale in SCALE_ORDER:  # paper first: the GPU runs, then the CPU ones
-        rows, path = sweep_rows("learnability", results_dir, scale=scale)
+    for scale, rows, path in every_scale("learnability", results_dir):  # paper first
         scale_panels = panels(rows)
-        if path is not None and scale_panels:
+        if scale_panels:
             sources.append(source_label(path, rows))
             drawn.update({(scale, *key): lines for key, lines in scale_panels.items()})
     if not drawn:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from paper_figures.sweep_rows import RESULTS_DIR, SCALE_ORDER, save, sweep_rows
+from paper_figures.sweep_rows import RESULTS_DIR, every_scale, save
 from theory.bounds import dense_construction_width, lower_bound_width
 
 
@@ -43,10 +43,7 @@ def series(results_dir: Path = RESULTS_DIR) -> list[Series]:
     that reached the target, the (|V|, widest width tried) of runs that did not, and the
     file read."""
     out = []
-    for scale in SCALE_ORDER:
-        rows, path = sweep_rows("threshold", results_dir, scale=scale)
-        if not rows or path is None:
-            continue
+    for scale, rows, path in every_scale("threshold", results_dir):
         config = rows[0]["config"]
         found = [
             (int(r["config"]["vertices"]), int(r["metrics"]["width_threshold"]))
@@ -84,11 +81,10 @@ def learnability_series(results_dir: Path = RESULTS_DIR) -> list[Series]:
     smallest width per |V| whose best held-out accuracy reached the run's target, or the
     widest width tried where none did. One-layer grids are the depth the theory is about."""
     out = []
-    for scale in SCALE_ORDER:
-        scale_rows, path = sweep_rows("learnability", results_dir, scale=scale)
+    for scale, scale_rows, path in every_scale("learnability", results_dir):
         for grid in WIDTH_GRIDS.get(scale, ()):
             rows = [r for r in scale_rows if r["config"].get("grid") == grid]
-            if not rows or path is None:
+            if not rows:
                 continue
             by_vertices: dict[int, list[dict[str, Any]]] = {}
             for r in rows:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,17 @@ def sweep_rows(
         if rows:
             return rows, path
     return [], None
+
+
+def every_scale(
+    sweep: str, results_dir: Path = RESULTS_DIR
+) -> Iterator[tuple[str, list[dict[str, Any]], Path]]:
+    """``(scale, rows, file)`` of each scale with ``ok`` rows, largest first (for the figures
+    that draw every scale side by side, never pooled)."""
+    for scale in SCALE_ORDER:
+        rows, path = sweep_rows(sweep, results_dir, scale=scale)
+        if path is not None:  # None: no ok row at this scale
+            yield scale, rows, path
 
 
 def planned_runs(path: Path) -> int | None:

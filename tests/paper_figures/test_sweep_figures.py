@@ -18,7 +18,7 @@ from paper_figures import (
 )
 from paper_figures.explorer import load_empirical
 from paper_figures.registry import figure_makers
-from paper_figures.sweep_rows import mean_std, sweep_rows
+from paper_figures.sweep_rows import every_scale, mean_std, sweep_rows
 
 
 def write(path: Path, rows: list[dict]) -> None:
@@ -230,6 +230,11 @@ def test_sweep_rows_take_the_largest_scale_and_the_last_row_of_a_run(tmp_path: P
     rows, path = sweep_rows("s", tmp_path)
     assert path == tmp_path / "s" / "small.jsonl"
     assert [r["metrics"]["x"] for r in rows] == [2]
+    write(tmp_path / "s" / "paper.jsonl", [row("s", 1, {}, {}, "failed")])  # no ok row: skipped
+    assert [(scale, len(r)) for scale, r, _ in every_scale("s", tmp_path)] == [
+        ("small", 1),
+        ("tiny", 1),
+    ]
     stats = mean_std(
         [{"k": 1, "v": 1.0}, {"k": 1, "v": 3.0}, {"k": 0, "v": 5.0}],
         lambda r: r["k"],

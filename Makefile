@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 
 figures: setup
 	$(VENV)/bin/parrots figures
+	$(VENV)/bin/parrots tables
 
 test: setup
 	HYPOTHESIS_PROFILE=ci $(PY) -m pytest -n 2 -q

@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from experiments.progress import device_use, render_devices, sweep_status
+from experiments.progress import SweepStatus, device_use, render_devices, sweep_status
 from experiments.results import RESULTS_DIR
 from experiments.runner import EXECUTORS, SCRATCH_DIR, run_sweep, select_runs
 from experiments.sweep import SCALES, SWEEP_NAMES, SweepConfig, get_sweep
-from experiments.table import results_table
+from experiments.table import Table, results_table
 from theory.errors import InputError
 
 
@@ -182,13 +182,19 @@ def _options(args: argparse.Namespace) -> dict[str, Any] | None:
     return options or None
 
 
-def table(args: argparse.Namespace) -> int:
-    """``--table``: the finished runs, a line per configuration (experiments/table.py)."""
+def table_of(args: argparse.Namespace) -> tuple[SweepConfig, SweepStatus, Table]:
+    """What ``--table`` prints for these arguments: the sweep, its status and its table (the
+    README's generated tables are made by this too: experiments/readme_tables.py)."""
     if args.name == "all" and args.config is None:
         raise InputError("--table reads one sweep; give its NAME instead of 'all'")
     sweep = _sweep(args)
     found = sweep_status(sweep, args.results, parse_only(args.only))
-    result = results_table(found.rows, args.metric, sweep.name)
+    return sweep, found, results_table(found.rows, args.metric, sweep.name)
+
+
+def table(args: argparse.Namespace) -> int:
+    """``--table``: the finished runs, a line per configuration (experiments/table.py)."""
+    sweep, found, result = table_of(args)
     if args.json:
         print(json.dumps({"sweep": sweep.name, "scale": sweep.scale, **result.to_dict()}))
         return 0

@@ -163,7 +163,7 @@ class SweepStatus:
     path: Path
     grids: tuple[GridCount, ...]
     devices: tuple[DeviceUse, ...]
-    stray: int  # rows whose run id the sweep (or the ``only`` slice) no longer has
+    stray: int  # rows whose run id no run of the sweep has (a slice's other runs are not stray)
     rows: tuple[dict[str, Any], ...] = field(default=(), repr=False)  # the counted rows
 
     @property
@@ -256,8 +256,10 @@ def sweep_status(
     none, per grid; and the device time of the rows that belong to those runs."""
     path = results_path(sweep, results_dir)
     rows = latest_rows(path)
-    configs = select_runs(sweep.runs(), only)
+    every = sweep.runs()
+    configs = select_runs(every, only)
     ids = {run_id(c): str(c.get("grid", "all")) for c in configs}
+    known = {run_id(c) for c in every} if only else set(ids)
     planned = Counter(ids.values())
     ok: Counter[str] = Counter()
     failed: Counter[str] = Counter()
@@ -276,6 +278,6 @@ def sweep_status(
         path=path,
         grids=grids,
         devices=tuple(device_use(mine)),
-        stray=len(rows) - len(mine),
+        stray=sum(rid not in known for rid in rows),
         rows=tuple(mine),
     )

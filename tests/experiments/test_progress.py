@@ -116,6 +116,8 @@ def test_status_counts_ok_failed_and_missing_per_grid(tmp_path):
     assert status.to_dict()["failures"] == [{"run_id": rid, "grid": "b", "error": error}]
     sliced = sweep_status(sweep, tmp_path, only={"value": [0, 4]})
     assert [(g.grid, g.ok, g.missing) for g in sliced.grids] == [("a", 1, 0), ("b", 0, 1)]
+    # the rows of runs outside the slice are the sweep's: only the foreign row is stray
+    assert sliced.stray == 1
 
 
 def test_a_retried_run_counts_once_with_its_last_row(tmp_path):

@@ -11,8 +11,9 @@ per ``append_row`` (a single ``write`` + ``fsync``), so:
   scratch folder. A kill during the write can leave a torn last line; the restarted runner
   cuts it off (:func:`experiments.results.repair_torn_tail`) before appending, and the run is
   redone. No row is ever written twice: the runner skips ids it has already written, and an
-  exclusive lock (``flock``, released by the kernel when the holder dies) keeps a second
-  runner off the same file.
+  exclusive lock (``flock``, released by the kernel when the holder dies) on the results file,
+  and another on the scratch folder of checkpoints, keeps a second runner off either (two
+  runners given different ``--scratch`` folders would otherwise both write one file).
 * **A failing run** gets a row with ``"status": "failed"`` and its error, and the sweep goes
   on. Failed runs are not retried on restart unless ``retry_failed`` (their new row then
   supersedes the old one: readers take the last row of a run id).
@@ -464,8 +465,10 @@ def run_sweep(
 
     path = results_path(sweep, results_dir)
     scratch = Path(scratch_dir) / sweep.name / sweep.scale
-    with _exclusive(scratch / "runner.lock"):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    # Both things a runner owns are locked: its rows (the results file itself, so runners with
+    # different scratch folders are still kept apart) and its checkpoints (the scratch folder,
+    # so runners writing different results files do not resume one checkpoint together).
+    with _exclusive(path), _exclusive(scratch / "runner.lock"):
         repair_torn_tail(path)
         spec = path.with_suffix(".sweep.json")
         tmp = spec.with_suffix(".tmp")

@@ -116,6 +116,18 @@ def test_a_second_runner_on_the_same_sweep_is_refused(tmp_path: Path) -> None:
             run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "s", progress=False)
 
 
+def test_a_second_runner_with_its_own_scratch_is_still_refused_the_results_file(
+    tmp_path: Path,
+) -> None:
+    """The rows are what must not be written twice: the lock is on the file, not the scratch."""
+    sweep = selftest(2)
+    with _exclusive(results_path(sweep, tmp_path)):
+        with pytest.raises(InputError, match="another runner"):
+            run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "other", progress=False)
+    report = run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "other", progress=False)
+    assert report.ran == 2  # released with its holder
+
+
 def test_kill_9_mid_sweep_then_restart_finishes_with_complete_unique_rows(
     tmp_path: Path,
 ) -> None:

@@ -43,8 +43,11 @@ def find_blocks(lines: list[str]) -> list[Block]:
     """The marked tables of ``lines``. Raises :class:`InputError` for a marker with no table
     under it (the marker would check nothing)."""
     blocks = []
+    fenced = False  # a marker inside a ``` block is an example, not a table to keep
     for i, line in enumerate(lines):
-        match = MARKER.match(line)
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        match = None if fenced else MARKER.match(line)
         if match is None:
             continue
         indent = match["indent"]
@@ -64,9 +67,16 @@ def render(command: str, results: str | None = None) -> list[str]:
     from experiments.commands.sweep import table_of
 
     argv = shlex.split(command)
-    if argv[:2] != ["parrots", "sweep"] or "--table" not in argv or "--json" in argv:
+    if (
+        argv[:2] != ["parrots", "sweep"]
+        or "--table" not in argv
+        or {"--json", "--status"} & set(argv)
+    ):
         raise InputError(f"a README table comes from `parrots sweep NAME ... --table`: {command!r}")
-    args = build_parser().parse_args(argv[1:])
+    try:
+        args = build_parser().parse_args(argv[1:])
+    except SystemExit as err:  # argparse has printed why; say which marker it was
+        raise InputError(f"the README table marker's command does not parse: {command!r}") from err
     if results is not None:
         args.results = results
     _, _, table = table_of(args)

@@ -11,9 +11,10 @@ per ``append_row`` (a single ``write`` + ``fsync``), so:
   scratch folder. A kill during the write can leave a torn last line; the restarted runner
   cuts it off (:func:`experiments.results.repair_torn_tail`) before appending, and the run is
   redone. No row is ever written twice: the runner skips ids it has already written, and an
-  exclusive lock (``flock``, released by the kernel when the holder dies) on the results file,
-  and another on the scratch folder of checkpoints, keeps a second runner off either (two
-  runners given different ``--scratch`` folders would otherwise both write one file).
+  exclusive lock (``flock``, released by the kernel when the holder dies) on the results file
+  (:func:`lock_path`), and another on the scratch folder of checkpoints, keeps a second
+  runner off either (two runners given different ``--scratch`` folders would otherwise both
+  write one file).
 * **A failing run** gets a row with ``"status": "failed"`` and its error, and the sweep goes
   on. Failed runs are not retried on restart unless ``retry_failed`` (their new row then
   supersedes the old one: readers take the last row of a run id).
@@ -268,15 +269,20 @@ class SubmititExecutor:
 # -- the sweep -----------------------------------------------------------------------------
 
 
+def lock_path(results: Path) -> Path:
+    """The lock file of a results file: ``paper.jsonl`` -> ``paper.jsonl.lock`` (git-ignored)."""
+    return results.with_name(results.name + ".lock")
+
+
 @contextmanager
-def _exclusive(lock_path: Path) -> Iterator[None]:
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+def _exclusive(file: Path) -> Iterator[None]:
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
-            raise InputError(f"another runner holds {lock_path}; wait for it to finish") from err
+            raise InputError(f"another runner holds {file}; wait for it to finish") from err
         yield
     finally:
         os.close(fd)
@@ -465,10 +471,11 @@ def run_sweep(
 
     path = results_path(sweep, results_dir)
     scratch = Path(scratch_dir) / sweep.name / sweep.scale
-    # Both things a runner owns are locked: its rows (the results file itself, so runners with
-    # different scratch folders are still kept apart) and its checkpoints (the scratch folder,
-    # so runners writing different results files do not resume one checkpoint together).
-    with _exclusive(path), _exclusive(scratch / "runner.lock"):
+    # Both things a runner owns are locked: its rows (a git-ignored file beside the results, so
+    # runners with different scratch folders are still kept apart, and no empty results file
+    # is left by a runner that stops early) and its checkpoints (the scratch folder, so runners
+    # writing different results files do not resume one checkpoint together).
+    with _exclusive(lock_path(path)), _exclusive(scratch / "runner.lock"):
         repair_torn_tail(path)
         spec = path.with_suffix(".sweep.json")
         tmp = spec.with_suffix(".tmp")

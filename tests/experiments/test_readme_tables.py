@@ -78,6 +78,9 @@ def test_the_check_names_a_stale_table_and_writes_nothing(tmp_path, results, cap
         ("<!-- table: parrots sweep selftest --scale tiny -->\n| a |", "--table"),
         ("<!-- table: ls -l -->\n| a |", "parrots sweep"),
         (f"<!-- table: {SWEEP} --json -->\n| a |", "--table"),
+        (f"<!-- table: {SWEEP} --status -->\n| a |", "--table"),
+        ("<!-- table: parrots sweep nosuch --table -->\n| a |", "unknown sweep"),
+        (f"<!-- table: {SWEEP} --bogus -->\n| a |", "does not parse"),
     ],
 )
 def test_a_marker_that_cannot_be_checked_is_an_error(text, message, results):
@@ -88,3 +91,9 @@ def test_a_marker_that_cannot_be_checked_is_an_error(text, message, results):
 def test_a_missing_file_is_an_error(tmp_path, capsys):
     assert main(["tables", "--readme", str(tmp_path / "nope.md")]) == 2
     assert "no file at" in capsys.readouterr().err
+
+
+def test_a_marker_inside_a_code_fence_is_an_example_and_left_alone(results):
+    text = f"```\n<!-- table: {SWEEP} -->\n| made up |\n```\n"
+    assert find_blocks(text.split("\n")) == []
+    assert sync(text, results) == (text, [])

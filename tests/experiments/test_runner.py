@@ -18,7 +18,7 @@ import pytest
 from experiments import runner
 from experiments.cli import main
 from experiments.results import git_sha, latest_rows, read_rows
-from experiments.runner import _exclusive, results_path, run_progress, run_sweep
+from experiments.runner import _exclusive, lock_path, results_path, run_progress, run_sweep
 from experiments.sweep import Grid, SweepConfig, run_id
 from theory.errors import InputError
 
@@ -121,9 +121,13 @@ def test_a_second_runner_with_its_own_scratch_is_still_refused_the_results_file(
 ) -> None:
     """The rows are what must not be written twice: the lock is on the file, not the scratch."""
     sweep = selftest(2)
-    with _exclusive(results_path(sweep, tmp_path)):
+    with _exclusive(lock_path(results_path(sweep, tmp_path))):
         with pytest.raises(InputError, match="another runner"):
             run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "other", progress=False)
+    assert not results_path(sweep, tmp_path).exists()  # the lock is beside the rows, not on them
+    with pytest.raises(InputError):
+        run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path, only={"nosuch": ["1"]})
+    assert not results_path(sweep, tmp_path).exists()
     report = run_sweep(sweep, results_dir=tmp_path, scratch_dir=tmp_path / "other", progress=False)
     assert report.ran == 2  # released with its holder
 

@@ -119,7 +119,8 @@ def test_a_second_runner_on_the_same_sweep_is_refused(tmp_path: Path) -> None:
 def test_a_second_runner_with_its_own_scratch_is_still_refused_the_results_file(
     tmp_path: Path,
 ) -> None:
-    """The rows are what must not be written twice: the lock is on the file, not the scratch."""
+    """The rows are what must not be written twice: they are locked (beside the file), not only
+    the scratch folder."""
     sweep = selftest(2)
     with _exclusive(lock_path(results_path(sweep, tmp_path))):
         with pytest.raises(InputError, match="another runner"):

@@ -161,41 +161,41 @@ def _table(grouped, bias_grouped, flat_grouped=None) -> str:
             cells += [_cell(runs, "diagnostics", name, k, 2) for k in DIAG_KEYS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if flat_grouped:
-        ends = list(flat_grouped)
-        lines += [
-            "",
-            "## Without the class × domain interaction (κ = 0: the true shift is a translation"
+        lines += _ends_table(
+            flat_grouped,
+            "Without the class × domain interaction (κ = 0: the true shift is a translation"
             " plus the loss of the training-only cue)",
-            "",
-            "From `experiments/results/lads/no_interaction_sweep.jsonl`; "
-            f"{len(flat_grouped[ends[0]])} seeds.",
-            "",
-            "| method | " + " | ".join(f"unseen ρ={r:g}°" for r in ends) + " | "
-            + " | ".join(f"extended ρ={r:g}°" for r in ends) + " |",
-            "|---" * (1 + 2 * len(ends)) + "|",
-        ]  # fmt: skip
-        for name in _ordered(flat_grouped[ends[0]][0]["methods"]):
-            cells = [_cell(flat_grouped[r], "methods", name, "unseen") for r in ends]
-            cells += [_cell(flat_grouped[r], "methods", name, "extended") for r in ends]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            "From `experiments/results/lads/no_interaction_sweep.jsonl`; {seeds} seeds.",
+            (("unseen", "unseen"), ("extended", "extended")),
+        )
     if bias_grouped:
-        ends = list(bias_grouped)
-        lines += [
-            "",
-            "## Bias variant (Waterbirds-like: attribute = class in all training data)",
-            "",
+        lines += _ends_table(
+            bias_grouped,
+            "Bias variant (Waterbirds-like: attribute = class in all training data)",
             "From `experiments/results/lads/bias_sweep.jsonl`; worst-group and mean-group test "
-            f"accuracy over the 4 (class, attribute) groups; {len(bias_grouped[ends[0]])} seeds.",
-            "",
-            "| method | " + " | ".join(f"worst group ρ={r:g}°" for r in ends) + " | "
-            + " | ".join(f"mean group ρ={r:g}°" for r in ends) + " |",
-            "|---" * (1 + 2 * len(ends)) + "|",
-        ]  # fmt: skip
-        for name in _ordered(bias_grouped[ends[0]][0]["methods"]):
-            cells = [_cell(bias_grouped[r], "methods", name, "worst_group") for r in ends]
-            cells += [_cell(bias_grouped[r], "methods", name, "mean_group") for r in ends]
-            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+            "accuracy over the 4 (class, attribute) groups; {seeds} seeds.",
+            (("worst_group", "worst group"), ("mean_group", "mean group")),
+        )
     return "\n".join(lines) + "\n"
+
+
+def _ends_table(grouped, heading: str, source: str, columns) -> list[str]:
+    """A section with one column per (metric, ρ): each metric at every ρ of ``grouped``."""
+    ends = list(grouped)
+    header = " | ".join(f"{label} ρ={r:g}°" for _, label in columns for r in ends)
+    lines = [
+        "",
+        f"## {heading}",
+        "",
+        source.format(seeds=len(grouped[ends[0]])),
+        "",
+        f"| method | {header} |",
+        "|---" * (1 + len(columns) * len(ends)) + "|",
+    ]
+    for name in _ordered(grouped[ends[0]][0]["methods"]):
+        cells = [_cell(grouped[r], "methods", name, key) for key, _ in columns for r in ends]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def make(out_dir: Path) -> list[Path]:

@@ -45,6 +45,29 @@ def test_figure_and_table_from_rows(tmp_path, monkeypatch):
     assert "not CLIP" in table
 
 
+def test_bias_table_puts_each_metric_and_rho_under_its_own_header(tmp_path, monkeypatch):
+    """Columns are every ρ of worst-group, then every ρ of mean-group: distinct values per
+    (metric, ρ) catch a cell under the wrong header."""
+    results = tmp_path / "results"
+    results.mkdir()
+    rows = [_row(rho, seed, 0.8) for rho in (0.0, 90.0) for seed in (0, 1)]
+    (results / "rho_sweep.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    bias = []
+    for rho in (0.0, 90.0):
+        for seed in (0, 1):
+            row = _row(rho, seed, 0.8)
+            lp = row["metrics"]["methods"]["lp"]
+            lp["worst_group"], lp["mean_group"] = 0.1 + rho / 1000, 0.6 + rho / 1000
+            bias.append(row)
+    (results / "bias_sweep.jsonl").write_text("\n".join(json.dumps(r) for r in bias) + "\n")
+    monkeypatch.setattr(fig_lads, "RESULTS", results)
+    table = fig_lads.make(tmp_path / "out")[1].read_text()
+    header = "| method | worst group ρ=0° | worst group ρ=90° | mean group ρ=0° | mean group ρ=90° |"
+    assert header in table
+    line = "| lp | 0.100 ± 0.000 | 0.190 ± 0.000 | 0.600 ± 0.000 | 0.690 ± 0.000 |"
+    assert line in table
+
+
 def test_figure_makes_nothing_without_results(tmp_path, monkeypatch):
     monkeypatch.setattr(fig_lads, "RESULTS", tmp_path)
     assert fig_lads.make(tmp_path / "out") == []
@@ -55,3 +78,6 @@ def test_committed_results_regenerate_the_figure(tmp_path):
         pytest.fail("experiments/results/lads/rho_sweep.jsonl is not committed")
     paths = fig_lads.make(tmp_path)
     assert paths and all(p.stat().st_size > 0 for p in paths)
+    committed = fig_lads.RESULTS.parents[2] / "paper_figures" / "output" / "lads_ablation.md"
+    table = next(p for p in paths if p.name == "lads_ablation.md")
+    assert table.read_text() == committed.read_text()  # the committed table is current

@@ -62,7 +62,9 @@ def test_bias_table_puts_each_metric_and_rho_under_its_own_header(tmp_path, monk
     (results / "bias_sweep.jsonl").write_text("\n".join(json.dumps(r) for r in bias) + "\n")
     monkeypatch.setattr(fig_lads, "RESULTS", results)
     table = fig_lads.make(tmp_path / "out")[1].read_text()
-    header = "| method | worst group ρ=0° | worst group ρ=90° | mean group ρ=0° | mean group ρ=90° |"
+    header = (
+        "| method | worst group ρ=0° | worst group ρ=90° | mean group ρ=0° | mean group ρ=90° |"
+    )
     assert header in table
     line = "| lp | 0.100 ± 0.000 | 0.190 ± 0.000 | 0.600 ± 0.000 | 0.690 ± 0.000 |"
     assert line in table

@@ -123,9 +123,11 @@ def execute_run(
     task with the config but are not part of it: they change how a run executes, not what
     it computes, so the run keeps its id and a sweep half run without them finishes with
     them. The row records them under ``"options"``."""
+    from experiments.host_malloc import keep_freed_memory
     from experiments.tasks import TASKS
 
     start = time.perf_counter()
+    malloc = keep_freed_memory()  # a worker owns its process; see experiments/host_malloc.py
     rid = run_id(config)
     base: dict[str, Any] = {"sweep": sweep, "scale": scale, "run_id": rid, "config": config}
     base["seed"] = config.get("seed")
@@ -161,6 +163,7 @@ def execute_run(
         device = _requested_device(config)  # where it failed: the card, not the host's CPU
     row["wall_s"] = round(time.perf_counter() - start, 3)
     row["provenance"] = provenance(device if isinstance(device, str) else None)
+    row["provenance"]["malloc"] = malloc
     if code_sha is not None:
         row["provenance"]["git_sha"] = code_sha
     return row

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from experiments.host_malloc import keep_freed_memory
 from experiments.progress import SweepStatus, device_use, render_devices, sweep_status
 from experiments.results import RESULTS_DIR
 from experiments.runner import EXECUTORS, SCRATCH_DIR, run_sweep, select_runs
@@ -218,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
         )
     sweep = _sweep(args)
     only = parse_only(args.only)
+    keep_freed_memory()  # checks PARROTS_MALLOC here, once, rather than failing every run
     if args.list:
         for config in select_runs(sweep.runs(), only):
             print(json.dumps(config, sort_keys=True))

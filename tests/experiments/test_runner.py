@@ -59,6 +59,7 @@ def check_complete(sweep: SweepConfig, path: Path) -> list[dict]:
         assert r["run_id"] == run_id(r["config"])
         assert {"config", "metrics", "curve", "seed", "wall_s", "provenance"} <= set(r)
         assert r["provenance"]["git_sha"] is None or len(r["provenance"]["git_sha"]) >= 40
+        assert r["provenance"]["malloc"] in ("kept", "system", "unsupported")
     return rows
 
 

@@ -67,6 +67,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from experiments import host_malloc
 from experiments.results import (
     RESULTS_DIR,
     append_row,
@@ -123,11 +124,9 @@ def execute_run(
     task with the config but are not part of it: they change how a run executes, not what
     it computes, so the run keeps its id and a sweep half run without them finishes with
     them. The row records them under ``"options"``."""
-    from experiments.host_malloc import keep_freed_memory
     from experiments.tasks import TASKS
 
     start = time.perf_counter()
-    malloc = keep_freed_memory()  # a worker owns its process; see experiments/host_malloc.py
     rid = run_id(config)
     base: dict[str, Any] = {"sweep": sweep, "scale": scale, "run_id": rid, "config": config}
     base["seed"] = config.get("seed")
@@ -163,10 +162,17 @@ def execute_run(
         device = _requested_device(config)  # where it failed: the card, not the host's CPU
     row["wall_s"] = round(time.perf_counter() - start, 3)
     row["provenance"] = provenance(device if isinstance(device, str) else None)
-    row["provenance"]["malloc"] = malloc
+    row["provenance"]["malloc"] = host_malloc.state()
     if code_sha is not None:
         row["provenance"]["git_sha"] = code_sha
     return row
+
+
+def execute_run_in_worker(config: dict[str, Any], *args: Any) -> dict[str, Any]:
+    """:func:`execute_run` in a process of the sweep's own (a worker, a cluster job), which
+    may therefore keep the memory it frees (:mod:`experiments.host_malloc`)."""
+    host_malloc.keep_freed_memory()
+    return execute_run(config, *args)
 
 
 # -- executors -----------------------------------------------------------------------------
@@ -467,6 +473,7 @@ def run_sweep(
         raise InputError(f"unknown execution option(s) {unknown}; known: {EXECUTION_OPTIONS}")
     if stop_after is not None and executor != "local":
         raise InputError("stop_after is for the local executor (a cluster queues every job)")
+    host_malloc.choice()  # a bad PARROTS_MALLOC is an error here, not in every worker
     started = time.perf_counter()
 
     def may_start() -> bool:
@@ -537,7 +544,7 @@ def run_sweep(
                         while queue and len(handles) < cap and may_start():
                             config = queue.pop()
                             try:
-                                handle = pool.submit(execute_run, config, *args)
+                                handle = pool.submit(execute_run_in_worker, config, *args)
                             except BrokenProcessPool as err:  # a worker died: no pool left
                                 record(_infrastructure_failure(config, sweep, err))
                                 continue

@@ -2,12 +2,15 @@
 
 Each trial trains the same model for ``--steps`` steps in fresh processes (``parrots train``,
 seed 0), once with ``PARROTS_MALLOC=system`` and once with the default ``kept``, alternating
-(system, kept, system, kept, ...) so machine noise hits both alike; ``--concurrent N`` runs N
-identical processes at once in each trial, as a sweep with N workers does. Reported per mode:
-the median of the trainer's own seconds (training and evaluation, not start-up), the user and
-kernel CPU seconds and peak resident size of the whole process, and ``system_over_kept``, the
-speed-up. ``same_weights`` says whether every process ended with bit-identical weights, which
-the setting must not change.
+(system then kept, kept then system, ...) so machine noise and drift hit both alike;
+``--concurrent N`` runs N identical processes at once in each trial, as a sweep with N
+workers does. The children get no ``MALLOC_*`` or ``GLIBC_TUNABLES`` variables, so the
+``system`` baseline is glibc's own default. Reported per mode, as medians: the trainer's own
+seconds (training and evaluation), the user and kernel CPU seconds of ``parrots train`` once
+Python and torch are imported (model building included), and the peak resident size of the
+process in MiB; then ``system_over_kept``, the speed-up. ``same_weights`` says whether every
+process ended with bit-identical weights, which the setting must not change. Linux: on other
+systems both modes are the system's malloc.
 """
 
 from __future__ import annotations
@@ -79,25 +82,32 @@ def child(argv: list[str]) -> dict[str, Any]:
         "seconds": summary["seconds"],
         "user_s": after.ru_utime - before.ru_utime,
         "sys_s": after.ru_stime - before.ru_stime,
-        "max_rss_mb": after.ru_maxrss / 1024,  # Linux reports KiB
+        "max_rss_mib": after.ru_maxrss / 1024,  # Linux reports KiB
         "weights_sha256": digest.hexdigest(),
     }
 
 
 def _trial(args: argparse.Namespace, mode: str, scratch: Path) -> list[dict[str, Any]]:
-    env = {**os.environ, "PARROTS_MALLOC": mode}
-    procs = []
-    for i in range(args.concurrent):
-        argv = _train_argv(args, scratch / f"{mode}-{i}")
-        cmd = [sys.executable, "-m", __name__, json.dumps(argv)]
-        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate()
-        if proc.returncode != 0:
-            raise RuntimeError(f"a {mode} trial exited with {proc.returncode}")
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUN"))}
+    env["PARROTS_MALLOC"] = mode
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        for i in range(args.concurrent):
+            argv = _train_argv(args, scratch / f"{mode}-{i}")
+            cmd = [sys.executable, "-m", __name__, json.dumps(argv)]
+            procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True))
+        results = []
+        for proc in procs:
+            out, _ = proc.communicate()
+            if proc.returncode != 0:
+                raise RuntimeError(f"a {mode} trial exited with {proc.returncode}")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:  # on an error, no process is left training into a deleted folder
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,7 +118,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     trials: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(prefix="parrots-malloc-") as tmp:
         for r in range(args.repeats):
-            for mode in MODES:
+            for mode in MODES if r % 2 == 0 else MODES[::-1]:
                 trials[mode] += _trial(args, mode, Path(tmp) / str(r))
 
     def med(mode: str, key: str) -> float:
@@ -117,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     modes: dict[str, dict[str, Any]] = {
         mode: {
             "malloc": sorted({t["malloc"] for t in trials[mode]}),
-            **{k: med(mode, k) for k in ("seconds", "user_s", "sys_s", "max_rss_mb")},
+            **{k: med(mode, k) for k in ("seconds", "user_s", "sys_s", "max_rss_mib")},
         }
         for mode in MODES
     }

@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
         )
     sweep = _sweep(args)
     only = parse_only(args.only)
-    keep_freed_memory()  # checks PARROTS_MALLOC here, once, rather than failing every run
+    keep_freed_memory()  # this command owns its process (one worker runs in it); checks the env
     if args.list:
         for config in select_runs(sweep.runs(), only):
             print(json.dumps(config, sort_keys=True))

@@ -26,7 +26,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from theory.errors import InputError
+
 MODES = ("system", "kept")
+_CONFIG_KEYS = (
+    "task",
+    "vertices",
+    "layers",
+    "width",
+    "experts",
+    "batch",
+    "steps",
+    "eval_size",
+    "repeats",
+    "concurrent",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -112,8 +126,6 @@ def _trial(args: argparse.Namespace, mode: str, scratch: Path) -> list[dict[str,
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.repeats < 1 or args.concurrent < 1 or args.steps < 1:
-        from theory.errors import InputError
-
         raise InputError("--repeats, --concurrent and --steps must be positive")
     trials: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(prefix="parrots-malloc-") as tmp:
@@ -140,19 +152,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "same_weights": len(hashes) == 1,
     }
 
-
-_CONFIG_KEYS = (
-    "task",
-    "vertices",
-    "layers",
-    "width",
-    "experts",
-    "batch",
-    "steps",
-    "eval_size",
-    "repeats",
-    "concurrent",
-)
 
 if __name__ == "__main__":  # the measured process of a trial
     print(json.dumps(child(json.loads(sys.argv[1]))))

@@ -263,12 +263,12 @@ def build_configs(args: argparse.Namespace) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from experiments.host_malloc import keep_freed_memory
+    from experiments import host_malloc
     from experiments.results import append_row, provenance
     from models.train import TrainingDiverged, train
     from models.transformer import Transformer
 
-    keep_freed_memory()  # this command owns its process; see experiments/host_malloc.py
+    host_malloc.keep_freed_memory()  # this command owns its process (experiments/host_malloc)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.eval_size < 1:
@@ -326,7 +326,7 @@ def run(args: argparse.Namespace) -> int:
                 "config": config,
                 "metrics": summary,
                 "error": None,
-                "provenance": {**provenance(summary["device"]), "malloc": keep_freed_memory()},
+                "provenance": {**provenance(summary["device"]), "malloc": host_malloc.state()},
             },
         )
     print(json.dumps(summary, indent=None if args.json else 2))

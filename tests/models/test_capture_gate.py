@@ -112,10 +112,17 @@ def slow_stub_capture(monkeypatch):
     capturing = [0]  # captures in progress (a count: without the gate they may overlap)
     lock = threading.Lock()
     during: list[int] = []
+    drawn = threading.Event()  # set by a draw inside a capture
+    hold_first = [False]  # the first capture waits for such a draw (the ungated control)
 
     def capture(module, sample_args):
         with lock:
             capturing[0] += 1
+            first, hold_first[0] = hold_first[0], False
+        if first:
+            # Four threads start together and their captures may all overlap, with every draw
+            # after them; waiting for a draw makes the control independent of the scheduler.
+            drawn.wait(WAIT)
         time.sleep(0.05)
         with lock:
             capturing[0] -= 1
@@ -128,8 +135,10 @@ def slow_stub_capture(monkeypatch):
     def sample(rng: np.random.Generator, batch: int):
         if capturing[0]:  # a thread never draws during its own capture: another's
             during.append(threading.get_ident())
+            drawn.set()
         return contains_mark(rng, batch)
 
+    sample.hold_first = hold_first  # type: ignore[attr-defined]
     return sample, during
 
 
@@ -174,6 +183,7 @@ def test_without_the_gate_a_thread_draws_during_a_capture(slow_stub_capture, mon
 
     sample, during = slow_stub_capture
     monkeypatch.setattr(GATE, "capture", nullcontext)
+    sample.hold_first[0] = True
     train_on_threads(sample, [0, 1, 2, 3])
     assert during
 

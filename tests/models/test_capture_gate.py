@@ -108,7 +108,8 @@ def test_two_captures_take_turns():
 @pytest.fixture
 def slow_stub_capture(monkeypatch):
     """Graph capture stubbed on the CPU (as in test_train), slowed down, recording every draw
-    that another thread made while it ran."""
+    that another thread made while it ran. Yields (sample, draws during a capture,
+    hold_first): set hold_first[0] and the first capture waits for a draw inside it."""
     capturing = [0]  # captures in progress (a count: without the gate they may overlap)
     lock = threading.Lock()
     during: list[int] = []
@@ -138,8 +139,7 @@ def slow_stub_capture(monkeypatch):
             drawn.set()
         return contains_mark(rng, batch)
 
-    sample.hold_first = hold_first  # type: ignore[attr-defined]
-    return sample, during
+    return sample, during, hold_first
 
 
 def graph_config(seed: int) -> TrainConfig:
@@ -163,7 +163,7 @@ def train_on_threads(sample, seeds) -> list[torch.nn.Module]:
 
 @pytest.mark.filterwarnings("ignore:CUDA is not available")
 def test_runs_on_threads_never_draw_while_another_captures(slow_stub_capture):
-    sample, during = slow_stub_capture
+    sample, during, _ = slow_stub_capture
     models = train_on_threads(sample, [0, 1, 2, 3])
     assert during == []  # no draw (nor any step) ran inside another run's capture
     # and the threads changed no result: each run equals the same run alone
@@ -181,9 +181,9 @@ def test_without_the_gate_a_thread_draws_during_a_capture(slow_stub_capture, mon
     """The test above can fail: with the gate's capture made a no-op, draws overlap it."""
     from contextlib import nullcontext
 
-    sample, during = slow_stub_capture
+    sample, during, hold_first = slow_stub_capture
     monkeypatch.setattr(GATE, "capture", nullcontext)
-    sample.hold_first[0] = True
+    hold_first[0] = True
     train_on_threads(sample, [0, 1, 2, 3])
     assert during
 
@@ -195,7 +195,7 @@ def test_the_stream_warning_is_off_while_any_graphed_run_lives_and_restored_afte
     warns = getattr(torch._C, "_warn_on_accumulate_grad_stream_mismatch", None)
     if warns is None:
         pytest.skip("this torch has no AccumulateGrad stream-mismatch warning (before 2.10)")
-    sample, _ = slow_stub_capture
+    sample, _, _ = slow_stub_capture
     seen: list[tuple[int, bool]] = []
     captured: set[int] = set()
 
